@@ -1,0 +1,1 @@
+"""longctx.benchmarks: throughput benchmark suites; results go to benchmarks/results/."""

@@ -1,0 +1,1 @@
+"""longctx.configs: the Hydra config tree (`pkg://longctx.configs`)."""

@@ -1,0 +1,1 @@
+"""longctx.launch: SLURM and local job launch."""
