@@ -1,0 +1,1 @@
+"""Local attention kernels (Triton) and compiled ops (csrc) with pure-torch fallbacks."""
