@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from longctx.data.megatron_format import indexed_dataset_module
+
 
 class DocumentDataset:
     """Read-only view of ``<prefix>.bin`` / ``<prefix>.idx`` written by :func:`longctx.data.ingest`.
@@ -21,11 +23,8 @@ class DocumentDataset:
                 f"DocumentDataset: prefix={prefix!r} has no dataset ({', '.join(missing)} missing); "
                 "create one with longctx.data.ingest(...) or use longctx.data.default_corpus()"
             )
-        # megatron-core's import is slow (~5 s); keep it off the config-validation path.
-        from megatron.core.datasets.indexed_dataset import IndexedDataset
-
         self.prefix = prefix
-        self._indexed = IndexedDataset(prefix, mmap=True)
+        self._indexed = indexed_dataset_module().IndexedDataset(prefix, mmap=True)
         self._lengths = np.asarray(self._indexed.sequence_lengths, dtype=np.int64)
         self._lengths.setflags(write=False)
 

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import torch
 
+from longctx.data.megatron_format import indexed_dataset_module
 from longctx.data.tokenizers import Tokenizer
 
 
@@ -31,15 +33,13 @@ def ingest(inputs: list[str], output_prefix: str, tokenizer: Tokenizer) -> str:
     at ``output_prefix`` is replaced.
     """
     paths = _checked_inputs(inputs)
-    # megatron-core's import is slow (~5 s); keep it off the config-validation path.
-    import torch
-    from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
+    megatron = indexed_dataset_module()
 
     os.makedirs(os.path.dirname(os.path.abspath(output_prefix)), exist_ok=True)
     temp_prefix = f"{output_prefix}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    dtype = DType.optimal_dtype(tokenizer.vocab_size)
+    dtype = megatron.DType.optimal_dtype(tokenizer.vocab_size)
     try:
-        builder = IndexedDatasetBuilder(temp_prefix + ".bin", dtype=dtype)
+        builder = megatron.IndexedDatasetBuilder(temp_prefix + ".bin", dtype=dtype)
         documents = 0
         for source, text in _documents(paths):
             ids = _document_ids(tokenizer, text, source)
