@@ -69,8 +69,8 @@ class HuggingFaceTokenizer:
         self._hf = hf_tokenizer
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` without BOS/EOS or other special tokens."""
-        return list(self._hf.encode(text, add_special_tokens=False))
+        """Token ids of ``text`` without BOS/EOS or other special tokens (any length: documents are split later)."""
+        return list(self._hf.encode(text, add_special_tokens=False, verbose=False))
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids`` with special tokens dropped."""

@@ -32,3 +32,22 @@ def test_non_local_hugging_face_tokenizer_is_a_clear_error_without_download():
 def test_empty_tokenizer_name_is_rejected(name):
     with pytest.raises(ValueError, match="must be 'byte' or a local Hugging Face tokenizer"):
         load_tokenizer(name)
+
+
+def test_local_hugging_face_tokenizer_loads_offline_and_round_trips(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(["def train(model, data):\n    return model(data)\n"] * 20, trainer)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>").save_pretrained(tmp_path / "tok")
+
+    tokenizer = load_tokenizer(str(tmp_path / "tok"))
+    text = "def train(data):\n    return data\n"
+    ids = tokenizer.encode(text)
+    assert tokenizer.eod_id == backend.token_to_id("</s>") and tokenizer.eod_id not in ids
+    assert tokenizer.decode(ids + [tokenizer.eod_id]) == text
+    assert tokenizer.name == "tok" and tokenizer.vocab_size == backend.get_vocab_size()
