@@ -84,18 +84,18 @@ def tile_config(device: torch.device, dtype: torch.dtype, head_dim: int) -> Tile
 
 def _kernels(device: torch.device) -> ModuleType:
     """Import the @triton.jit kernels (first use), checking they can run on `device`."""
-    module = importlib.import_module(_KERNELS_MODULE)
-    from triton.runtime.interpreter import InterpretedFunction
-
-    interpreted = isinstance(module.attention_fwd_kernel, InterpretedFunction)
-    if device.type == "cpu" and not interpreted:
-        raise RuntimeError(
-            "triton attention got CPU tensors but its kernels were compiled for the GPU; "
-            "set TRITON_INTERPRET=1 before longctx.kernels.triton_attention_kernels is first imported, "
-            "or use the 'reference' backend on CPU"
-        )
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"triton attention: tensors on device {device} are not supported; use cuda")
+    module = importlib.import_module(_KERNELS_MODULE)
+    if device.type == "cpu":
+        import triton.language as tl
+        from triton.runtime.interpreter import InterpretedFunction
+
+        if not all(isinstance(f, InterpretedFunction) for f in (tl.sum, module.attention_fwd_kernel)):
+            raise RuntimeError(
+                "triton attention got CPU tensors, which need Triton's interpreter: set TRITON_INTERPRET=1 "
+                "before triton is first imported in this process, or use the 'reference' backend on CPU"
+            )
     return module
 
 
@@ -145,6 +145,13 @@ def _int32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.int32).contiguous()
 
 
+def _dot_precision(q: torch.Tensor) -> str:
+    """IEEE fp32 dots for fp32 inputs; bf16 on the CPU interpreter multiplies in fp32 (see `_dot`)."""
+    if q.dtype == torch.float32:
+        return "ieee"
+    return "upcast" if q.device.type == "cpu" and q.dtype == torch.bfloat16 else "tf32"
+
+
 def _common(q: torch.Tensor, k: torch.Tensor) -> dict:
     head_dim = q.shape[2]
     cfg = tile_config(q.device, q.dtype, head_dim)
@@ -152,7 +159,7 @@ def _common(q: torch.Tensor, k: torch.Tensor) -> dict:
         GROUP=q.shape[1] // k.shape[1],
         HEAD_DIM=head_dim,
         BLOCK_D=max(16, _next_power_of_2(head_dim)),
-        DOT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
+        DOT_PRECISION=_dot_precision(q),
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     ), cfg

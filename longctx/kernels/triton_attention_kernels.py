@@ -22,6 +22,17 @@ _LOG2E = 1.4426950408889634
 
 
 @triton.jit
+def _dot(a, b, DOT_PRECISION: tl.constexpr):
+    """a @ b with fp32 accumulation. DOT_PRECISION "upcast" multiplies in fp32 IEEE: Triton's
+    interpreter (3.9) mis-computes bf16 dots, so the CPU tests of bf16 inputs use it."""
+    if DOT_PRECISION == "upcast":
+        product = tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:
+        product = tl.dot(a, b, input_precision=DOT_PRECISION)
+    return product
+
+
+@triton.jit
 def _is_full_tile(q_doc_first, q_doc_last, q_pos_first, k_doc_first, k_doc_last, k_pos_last):
     """True when every query of the tile sees every key of the tile."""
     one_doc = (q_doc_first == q_doc_last) & (k_doc_first == k_doc_last) & (q_doc_first == k_doc_first)
@@ -44,7 +55,7 @@ def _store_rows(ptr, value, rows, row_ok, stride_t, head, stride_h, offs_d, HEAD
 @triton.jit
 def _fwd_tile(acc, m_i, l_i, q, k, v, visible, qk_scale_log2, MASKED: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """One online-softmax step over a key tile; returns the updated (acc, m_i, l_i)."""
-    s2 = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale_log2
+    s2 = _dot(q, tl.trans(k), DOT_PRECISION) * qk_scale_log2
     if MASKED:
         s2 = tl.where(visible, s2, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s2, 1))
@@ -52,7 +63,7 @@ def _fwd_tile(acc, m_i, l_i, q, k, v, visible, qk_scale_log2, MASKED: tl.constex
     alpha = tl.math.exp2(m_i - m_safe)
     p = tl.math.exp2(s2 - m_safe[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
+    acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, DOT_PRECISION)
     return acc, m_new, l_i
 
 
@@ -126,14 +137,14 @@ def attention_bwd_delta_kernel(
 def _dkdv_tile(dk, dv, k, v, q, do, lse2, delta, visible_t, qk_scale_log2,
                MASKED: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """Accumulate one query tile into (dk, dv) of a key tile, working on transposed `[N, M]` scores."""
-    s2_t = tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * qk_scale_log2
+    s2_t = _dot(k, tl.trans(q), DOT_PRECISION) * qk_scale_log2
     p_t = tl.math.exp2(s2_t - lse2[None, :])
     if MASKED:
         p_t = tl.where(visible_t, p_t, 0.0)
-    dv += tl.dot(p_t.to(do.dtype), do, input_precision=DOT_PRECISION)
-    dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
+    dv += _dot(p_t.to(do.dtype), do, DOT_PRECISION)
+    dp_t = _dot(v, tl.trans(do), DOT_PRECISION)
     ds_t = p_t * (dp_t - delta[None, :])
-    dk += tl.dot(ds_t.to(q.dtype), q, input_precision=DOT_PRECISION)
+    dk += _dot(ds_t.to(q.dtype), q, DOT_PRECISION)
     return dk, dv
 
 
@@ -194,13 +205,13 @@ def attention_bwd_dkdv_kernel(
 def _dq_tile(dq, q, do, k, v, lse2, delta, visible, qk_scale_log2,
              MASKED: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """Accumulate one key tile into dq `[M, D]` of a query tile."""
-    s2 = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale_log2
+    s2 = _dot(q, tl.trans(k), DOT_PRECISION) * qk_scale_log2
     p = tl.math.exp2(s2 - lse2[:, None])
     if MASKED:
         p = tl.where(visible, p, 0.0)
-    dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
+    dp = _dot(do, tl.trans(v), DOT_PRECISION)
     ds = p * (dp - delta[:, None])
-    return dq + tl.dot(ds.to(k.dtype), k, input_precision=DOT_PRECISION)
+    return dq + _dot(ds.to(k.dtype), k, DOT_PRECISION)
 
 
 @triton.jit
