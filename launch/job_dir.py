@@ -32,9 +32,10 @@ class JobDirError(ValueError):
 
 
 def new_job_dir(output_root: str, job_name: str) -> Path:
-    """A fresh absolute path `<output_root>/<job_name>-<UTC time>-<random>` (not created)."""
+    """A fresh absolute path `<output_root>/<job_name>-<UTC time>-<random>` (not created);
+    the job name is reduced to at most 40 file-name-safe characters."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in job_name)
+    safe_name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in job_name)[:40]
     return Path(output_root).resolve() / f"{safe_name}-{stamp}-{secrets.token_hex(2)}"
 
 

@@ -50,13 +50,16 @@ def controller_state(job_id: str) -> str | None:
 
 
 def job_comment(job_id: str) -> str | None:
-    """The job's comment (launch stores the job directory there), while SLURM knows the job."""
+    """The job's comment (launch stores the job directory there), while the controller knows the job."""
     try:
-        out = run_slurm(["squeue", "-h", "-j", job_id, "-o", "%k"])
+        out = run_slurm(["scontrol", "show", "job", job_id])
     except SlurmError:
         return None
-    lines = [line.strip() for line in out.splitlines() if line.strip()]
-    return lines[0] if lines else None
+    for line in out.splitlines():  # the comment has a line of its own; it may contain spaces
+        if line.strip().startswith("Comment="):
+            comment = line.strip().removeprefix("Comment=")
+            return None if comment == "(null)" else comment
+    return None
 
 
 def cancel(job_id: str) -> None:
