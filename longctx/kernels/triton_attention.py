@@ -35,6 +35,7 @@ _KERNELS_MODULE = "longctx.kernels.triton_attention_kernels"
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _INDEX_DTYPES = (torch.int32, torch.int64)
 _MAX_HEAD_DIM = 256
+_LOG2E = math.log2(math.e)
 
 
 def why_unavailable() -> str | None:
@@ -145,24 +146,25 @@ def _int32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.int32).contiguous()
 
 
-def _dot_precision(q: torch.Tensor) -> str:
+def _dot_precision(device: torch.device, dtype: torch.dtype) -> str:
     """IEEE fp32 dots for fp32 inputs; bf16 on the CPU interpreter multiplies in fp32 (see `_dot`)."""
-    if q.dtype == torch.float32:
+    if dtype == torch.float32:
         return "ieee"
-    return "upcast" if q.device.type == "cpu" and q.dtype == torch.bfloat16 else "tf32"
+    return "upcast" if device.type == "cpu" and dtype == torch.bfloat16 else "tf32"
 
 
-def _common(q: torch.Tensor, k: torch.Tensor) -> dict:
-    head_dim = q.shape[2]
-    cfg = tile_config(q.device, q.dtype, head_dim)
-    return dict(
-        GROUP=q.shape[1] // k.shape[1],
+def kernel_meta(device: torch.device, dtype: torch.dtype, head_dim: int, group: int) -> tuple[dict, TileConfig]:
+    """Compile-time arguments shared by the three attention kernels, and the tile config."""
+    cfg = tile_config(device, dtype, head_dim)
+    meta = dict(
+        GROUP=group,
         HEAD_DIM=head_dim,
         BLOCK_D=max(16, _next_power_of_2(head_dim)),
-        DOT_PRECISION=_dot_precision(q),
+        DOT_PRECISION=_dot_precision(device, dtype),
         num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
-    ), cfg
+    )
+    return meta, cfg
 
 
 def _next_power_of_2(n: int) -> int:
@@ -180,11 +182,11 @@ def forward(q, k, v, q_doc, q_pos, k_doc, k_pos, softmax_scale):
     kernels = _kernels(q.device)
     q, k, v = _rows_contiguous(q), _rows_contiguous(k), _rows_contiguous(v)
     q_doc, q_pos, k_doc, k_pos = _int32(q_doc), _int32(q_pos), _int32(k_doc), _int32(k_pos)
-    meta, cfg = _common(q, k)
+    meta, cfg = kernel_meta(q.device, q.dtype, q.shape[2], q.shape[1] // k.shape[1])
     k_start, k_end = key_ranges_per_query_tile(q_doc, q_pos, k_doc, k_pos, cfg.fwd_m)
     kernels.attention_fwd_kernel[(k_start.numel(), hq)](
         q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, k_start, k_end,
-        float(softmax_scale) * kernels._LOG2E, n_q,
+        float(softmax_scale) * _LOG2E, n_q,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
         BLOCK_M=cfg.fwd_m, BLOCK_N=cfg.fwd_n, **meta,
     )
@@ -215,7 +217,7 @@ def backward(dout, q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, softmax_scale)
     dout, out = _rows_contiguous(dout), _rows_contiguous(out)
     lse = lse.to(torch.float32).contiguous()
     q_doc, q_pos, k_doc, k_pos = _int32(q_doc), _int32(q_pos), _int32(k_doc), _int32(k_pos)
-    meta, cfg = _common(q, k)
+    meta, cfg = kernel_meta(q.device, q.dtype, q.shape[2], q.shape[1] // k.shape[1])
     scale = float(softmax_scale)
 
     delta = torch.empty((n_q, hq), dtype=torch.float32, device=q.device)
@@ -228,14 +230,14 @@ def backward(dout, q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, softmax_scale)
     q_start, q_end = query_ranges_per_key_tile(q_doc, q_pos, k_doc, k_pos, cfg.dkdv_n)
     kernels.attention_bwd_dkdv_kernel[(q_start.numel(), hkv)](
         q, k, v, dout, lse, delta, dk, dv, q_doc, q_pos, k_doc, k_pos, q_start, q_end,
-        scale, scale * kernels._LOG2E, n_k, hq, *strides,
+        scale, scale * _LOG2E, n_k, hq, *strides,
         dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1),
         BLOCK_M=cfg.dkdv_m, BLOCK_N=cfg.dkdv_n, **meta,
     )
     k_start, k_end = key_ranges_per_query_tile(q_doc, q_pos, k_doc, k_pos, cfg.dq_m)
     kernels.attention_bwd_dq_kernel[(k_start.numel(), hq)](
         q, k, v, dout, lse, delta, dq, q_doc, q_pos, k_doc, k_pos, k_start, k_end,
-        scale, scale * kernels._LOG2E, n_q, *strides, dq.stride(0), dq.stride(1),
+        scale, scale * _LOG2E, n_q, *strides, dq.stride(0), dq.stride(1),
         BLOCK_M=cfg.dq_m, BLOCK_N=cfg.dq_n, **meta,
     )
     return dq, dk, dv

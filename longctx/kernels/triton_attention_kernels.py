@@ -17,8 +17,8 @@ skipped when it is empty.
 import triton
 import triton.language as tl
 
-_LN2 = 0.6931471805599453
-_LOG2E = 1.4426950408889634
+_LN2 = tl.constexpr(0.6931471805599453)
+_LOG2E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
