@@ -1,1 +1,35 @@
-"""longctx.scheduler: the per-step LP balance planner. Pure Python + PuLP; never imports torch."""
+"""longctx.scheduler: the per-step LP balance planner. Pure Python + PuLP; never imports torch.
+
+Public API (the contract with the runtime)::
+
+    from longctx.scheduler import Cluster, CostModel, Plan, PlanGroup, PlanWave, plan_step, static_plan
+
+Modules, one job each:
+
+- `cluster`      Cluster: ranks, nodes, memory, bandwidths (YAML/JSON loadable)
+- `cost_model`   CostModel and GroupShape: time (ms) and memory of a sequence on a group
+- `options`      option tables: every sequence's time/work on every candidate shape
+- `plan`         Plan / PlanWave / PlanGroup, validate(), JSON
+- `lower_bound`  a relaxation no plan can beat; input checks on lengths
+- `greedy`       shape choice per target time + list scheduling into waves
+- `milp`         compact PuLP model choosing shapes per length bucket (HiGHS / CBC)
+- `planner`      plan_step: bound, greedy, MILP, ring-only greedy; keeps the fastest
+- `simulator`    times any plan under the cost model
+- `baselines`    static DP x CP (arrival / balanced), FlexSP-style, ByteScale-style
+- `workloads`    length samplers (web long-tail, long-context mix), lengths files, step packing
+- `cli`          `longctx plan`
+"""
+from longctx.scheduler.baselines import best_static_plan, bytescale_plan, flexsp_plan, static_plan
+from longctx.scheduler.cluster import Cluster
+from longctx.scheduler.cost_model import CostModel, GroupShape
+from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.lower_bound import lower_bound_ms
+from longctx.scheduler.plan import Plan, PlanGroup, PlanInvalidError, PlanWave
+from longctx.scheduler.planner import plan_step
+from longctx.scheduler.simulator import simulate
+
+__all__ = [
+    "Cluster", "CostModel", "GroupShape", "Plan", "PlanGroup", "PlanWave", "PlanInvalidError",
+    "SchedulerInputError", "best_static_plan", "bytescale_plan", "flexsp_plan", "lower_bound_ms",
+    "plan_step", "simulate", "static_plan",
+]

@@ -1,0 +1,83 @@
+"""A lower bound on a step's time that no plan can beat.
+
+Relaxation: in a plan with step time M every sequence runs on some group
+shape whose time is at most M, and the ranks offer N*M rank-ms in total. So
+M >= max_i fastest_i, and sum_i (least work of sequence i among shapes taking
+<= M) <= N*M. The smallest M meeting both is the bound; it is found by
+bisection (the left side only shrinks as M grows) and the bisection's lower
+end is returned, so rounding never lifts it above the optimum.
+
+It considers every legal shape (every size up to a node, every whole number of
+nodes, every kind and Ulysses degree), not only the planner's candidate list,
+so it also bounds plans made by other tools.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from longctx.scheduler.cluster import Cluster
+from longctx.scheduler.cost_model import CostModel
+from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.options import OptionTable
+
+
+def all_shapes(cluster: Cluster, cost_model: CostModel):
+    sizes = tuple(range(1, cluster.ranks_per_node + 1)) + tuple(
+        range(2 * cluster.ranks_per_node, cluster.num_ranks + 1, cluster.ranks_per_node)
+    )
+    return cost_model.shapes(cluster, sizes=sizes)
+
+
+def check_fits(lengths, cluster: Cluster, cost_model: CostModel) -> None:
+    """Raise SchedulerInputError for bad lengths or a sequence that no group can hold."""
+    cap = cost_model.max_tokens_per_rank(cluster)
+    if cap < 1:
+        raise SchedulerInputError(
+            f"Cluster.memory_per_rank_gb={cluster.memory_per_rank_gb}: not one activation token fits a rank"
+        )
+    for i, length in enumerate(lengths):
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length <= 0:
+            raise SchedulerInputError(f"lengths[{i}]={length!r}: every length must be a positive integer (tokens)")
+        if length > cap * cluster.num_ranks:
+            raise SchedulerInputError(
+                f"lengths[{i}]={length} tokens cannot fit even on the whole cluster: {cluster.num_ranks} ranks x "
+                f"{cap} tokens per rank = {cap * cluster.num_ranks}; add ranks, memory or raise offload_fraction"
+            )
+
+
+def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel) -> float:
+    """Lower bound (ms) on the step time of any plan for `lengths` on `cluster`."""
+    check_fits(lengths, cluster, cost_model)
+    s = np.asarray(lengths, dtype=np.float64)
+    if len(s) == 0:
+        return 0.0
+    n = cluster.num_ranks
+    cap = cost_model.max_tokens_per_rank(cluster)
+    local_ms = cost_model.time_ms(s, all_shapes(cluster, cost_model)[0], cluster)
+    fits_local = s <= cap
+    # Sequences that may leave a rank: those not fitting one rank or slower than a first bound.
+    crude = max(local_ms[fits_local].sum() / n, 0.0)
+    long_mask = ~fits_local | (local_ms > crude)
+    short_work = local_ms[~long_mask].sum()
+    if not long_mask.any():
+        return max(short_work / n, float(local_ms.max()))
+    table = OptionTable.build(s[long_mask], all_shapes(cluster, cost_model), cluster, cost_model)
+    low = max(float(table.fastest_ms().max()), float(local_ms[~long_mask].max(initial=0.0)))
+
+    def feasible(m: float) -> bool:
+        return short_work + table.work_within(m).sum() <= n * m
+
+    if feasible(low):
+        return low
+    high = max(low, (short_work + table.work_within(np.inf).sum()) / n) * 2 + 1.0
+    while not feasible(high):
+        high *= 2
+    for _ in range(60):
+        mid = 0.5 * (low + high)
+        if feasible(mid):
+            high = mid
+        else:
+            low = mid
+        if high - low <= 1e-9 * high:
+            break
+    return low

@@ -1,0 +1,243 @@
+"""Compact MILP that chooses a group shape for every long sequence.
+
+Model (PuLP; HiGHS by default, CBC as the alternative):
+
+- Short sequences (fitting one rank and taking at most `SHORT_FRACTION` of the
+  greedy's smallest target step time alone) run locally; they only add their work to the ranks.
+- Long sequences are bucketed by length (geometric buckets, ratio
+  `BUCKET_RATIO`); a bucket's time on a shape is its longest member's (so a
+  plan that meets the model meets it for every member).
+- Per bucket b, the candidate shapes k are the Pareto front of (time, work)
+  that fit in memory. Integer ``y[b,k]`` counts the bucket's sequences on
+  shape k (sum_k y[b,k] = n_b); binary ``z[b,k]`` marks a used pair whose time
+  exceeds the greedy's smallest target, forcing ``time[b,k] <= M`` — and,
+  for a group of at most half the cluster, ``time[b,k] + S <= M`` where S is
+  the time of the groups over half the cluster (they exclude it and each other).
+- Area: short work + sum y*size*time <= N*M (rank-ms).
+- Concurrency: at most j groups larger than N/(j+1) ranks run at once, so
+  sum over those of y*time <= j*M, for j = 1..`CONCURRENCY_LEVELS`.
+- Objective: minimise the step time M, tie-broken towards less total work.
+
+The solution is turned into a schedule by the greedy's list scheduler
+(largest groups first on the earliest-free ranks, then LPT of the local work),
+which also produces the waves. The greedy's shape choice is a feasible
+solution of the model and is given to the solver as its start (HiGHS:
+`setSolution`; CBC: `warmStart`). Solver runs are single-threaded with a fixed
+seed, so the same input gives the same plan.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pulp
+
+from longctx.scheduler.cluster import Cluster
+from longctx.scheduler.cost_model import CostModel, GroupShape
+from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.greedy import LOCAL, Job, list_schedule, targets_ms, to_waves
+from longctx.scheduler.options import OptionTable
+from longctx.scheduler.plan import Plan
+
+log = logging.getLogger(__name__)
+
+SOLVERS = ("highs", "cbc")
+SHORT_FRACTION = 0.05
+BUCKET_RATIO = 1.1
+CONCURRENCY_LEVELS = 4
+WORK_TIE_BREAK = 1e-6
+
+
+class SolverUnavailable(RuntimeError):
+    """The requested solver is not installed."""
+
+
+@dataclass(frozen=True)
+class MilpOutcome:
+    """Shape index per long sequence (into `shapes`), or None with the reason."""
+
+    choice: dict[int, GroupShape] | None
+    status: str
+    objective_ms: float | None
+
+
+class _HighsWithStart(pulp.HiGHS):
+    """PuLP's HiGHS interface plus a MIP start taken from the variables' initial values."""
+
+    def buildSolverModel(self, lp):  # noqa: N802 (PuLP's name)
+        super().buildSolverModel(lp)
+        variables = lp.variables()
+        if all(v.varValue is not None for v in variables):
+            import highspy
+
+            start = highspy.HighsSolution()
+            start.col_value = [float(v.varValue) for v in variables]
+            start.value_valid = True
+            lp.solverModel.setSolution(start)
+
+
+def make_solver(name: str, time_limit_s: float):
+    """A PuLP solver by name; SchedulerInputError if unknown, SolverUnavailable if not installed."""
+    if name not in SOLVERS:
+        raise SchedulerInputError(f"solver={name!r}: choose one of {list(SOLVERS)}")
+    if name == "highs":
+        solver = _HighsWithStart(msg=False, timeLimit=time_limit_s, threads=1, random_seed=0)
+    else:
+        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, warmStart=True,
+                                   options=["randomSeed 1", "randomCbcSeed 1"])
+    if not solver.available():
+        raise SolverUnavailable(f"solver {name!r} ({type(solver).__name__}) is not available on this machine")
+    return solver
+
+
+def _buckets(lengths: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
+    """Long sequence ids grouped by length, longest bucket first, members longest first."""
+    order = ids[np.lexsort((ids, -lengths[ids]))]
+    keys = np.floor(np.log(lengths[order]) / math.log(BUCKET_RATIO)).astype(np.int64)
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    return np.split(order, cuts)
+
+
+def _pareto(times: np.ndarray, work: np.ndarray) -> list[int]:
+    """Indices on the (time, work) Pareto front, fastest first, ties to the earlier index."""
+    front, best_work = [], np.inf
+    for k in np.lexsort((np.arange(len(times)), work, times)):
+        if np.isfinite(times[k]) and work[k] < best_work:
+            front.append(int(k))
+            best_work = work[k]
+    return front
+
+
+def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float,
+                 start: dict[int, GroupShape], *, shapes: list[GroupShape], solver: str,
+                 time_limit_s: float) -> MilpOutcome:
+    """Solve the model; `start` maps long sequence ids to the greedy's shapes (the MIP start)."""
+    s = np.asarray(lengths, dtype=np.float64)
+    n = cluster.num_ranks
+    cap = cost_model.max_tokens_per_rank(cluster)
+    local_ms = cost_model.time_ms(s, LOCAL, cluster)
+    smallest_target = min(targets_ms(lengths, cluster, cost_model, lower_bound, shapes))
+    long_mask = (s > cap) | (local_ms > SHORT_FRACTION * smallest_target)
+    short_work = float(local_ms[~long_mask].sum())
+    buckets = _buckets(s, np.flatnonzero(long_mask))
+    if not buckets:
+        return MilpOutcome({}, "no long sequences", short_work / n)
+    table = OptionTable.build(s[np.flatnonzero(long_mask)], shapes, cluster, cost_model)
+    column = {int(i): j for j, i in enumerate(np.flatnonzero(long_mask))}
+
+    prob = pulp.LpProblem("longctx_shapes", pulp.LpMinimize)
+    step = pulp.LpVariable("step_ms", lowBound=lower_bound)
+    area_terms, conc_terms = [], {j: [] for j in range(1, CONCURRENCY_LEVELS + 1)}
+    pairs = []  # (bucket, shape index, y var)
+    timed = []  # (size, worst time, z var) of pairs that need time <= step
+    for b, members in enumerate(buckets):
+        cols = [column[int(i)] for i in members]
+        worst = table.time_ms[:, cols].max(axis=1)  # the longest member's time per shape
+        mean = table.time_ms[:, cols].mean(axis=1)
+        candidates = _pareto(worst, worst * np.array([sh.size for sh in shapes]))
+        ys = []
+        for k in candidates:
+            y = pulp.LpVariable(f"y_{b}_{k}", lowBound=0, upBound=len(members), cat="Integer")
+            ys.append(y)
+            pairs.append((b, k, y))
+            size = shapes[k].size
+            area_terms.append(float(mean[k] * size) * y)
+            for j in conc_terms:
+                if size * (j + 1) > n:
+                    conc_terms[j].append(float(mean[k]) * y)
+            if worst[k] > smallest_target:
+                z = pulp.LpVariable(f"z_{b}_{k}", cat="Binary")
+                prob += y <= len(members) * z
+                timed.append((size, float(worst[k]), z))
+        prob += pulp.lpSum(ys) == len(members)
+    serial = pulp.lpSum(conc_terms[1])  # groups over half the cluster run one after another
+    for size, worst_ms, z in timed:
+        prob += worst_ms * z + (serial if 2 * size <= n else 0) <= step
+    prob += short_work + pulp.lpSum(area_terms) <= n * step
+    for j, terms in conc_terms.items():
+        if terms:
+            prob += pulp.lpSum(terms) <= j * step
+    prob += step + WORK_TIE_BREAK * pulp.lpSum(area_terms) / n
+
+    _set_start(prob, buckets, pairs, shapes, start, step)
+    solver_obj = make_solver(solver, time_limit_s)
+    try:
+        prob.solve(solver_obj)
+    except pulp.PulpSolverError as err:
+        return MilpOutcome(None, f"solver error: {err}", None)
+    status = pulp.LpStatus[prob.status]
+    values = {(b, k): y.value() for b, k, y in pairs}
+    if prob.status != pulp.LpStatusOptimal or any(v is None for v in values.values()):
+        return MilpOutcome(None, f"no solution (status {status})", None)
+    choice: dict[int, GroupShape] = {}
+    for b, members in enumerate(buckets):
+        counts = sorted(((shapes[k].size, k, int(round(v))) for (bb, k), v in values.items() if bb == b and v > 0.5),
+                        key=lambda t: (-t[0], t[1]))
+        queue = list(members)
+        for _, k, count in counts:
+            for i in queue[:count]:
+                choice[int(i)] = shapes[k]
+            queue = queue[count:]
+        for i in queue:  # rounding slack: keep the greedy's shape
+            choice[int(i)] = start.get(int(i), LOCAL)
+    hit_limit = prob.solverModel.getModelStatus().name == "kTimeLimit" if solver == "highs" else False
+    return MilpOutcome(choice, "time limit reached, best incumbent used" if hit_limit else status, step.value())
+
+
+def _set_start(prob, buckets, pairs, shapes, start: dict[int, GroupShape], step) -> None:
+    """Initial values from the greedy's shapes; skipped when a greedy shape is not a candidate."""
+    counts: dict[tuple[int, GroupShape], int] = {}
+    for b, members in enumerate(buckets):
+        for i in members:
+            key = (b, start.get(int(i), LOCAL))
+            counts[key] = counts.get(key, 0) + 1
+    known = {(b, shapes[k]) for b, k, _ in pairs}
+    if any(key not in known for key in counts):
+        return
+    for b, k, y in pairs:
+        y.setInitialValue(counts.get((b, shapes[k]), 0))
+    for var in prob.variables():
+        if var.name.startswith("z_"):
+            _, b, k = var.name.split("_")
+            var.setInitialValue(1 if counts.get((int(b), shapes[int(k)]), 0) else 0)
+    # the start's step time: the largest constraint left side, so the start is feasible
+    values = {v.name: v.varValue for v in prob.variables() if v is not step}
+    needed = 0.0
+    for constraint in prob.constraints.values():
+        coeff = constraint.get(step, 0.0)
+        if coeff < 0:
+            lhs = sum(c * values[v.name] for v, c in constraint.items() if v is not step) + constraint.constant
+            needed = max(needed, lhs / -coeff)
+    step.setInitialValue(max(needed * (1 + 1e-9), step.lowBound))
+
+
+def milp_plan(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, greedy: Plan, *,
+              shapes: list[GroupShape], solver: str, time_limit_s: float, method: str = "milp") -> tuple[Plan | None, str]:
+    """Plan from the MILP's shape choice; (None, reason) when the solver fails or is missing."""
+    started = time.perf_counter()
+    start = {i: group.shape for _, group in greedy.groups() if len(group.ranks) > 1 for i in group.sequences}
+    try:
+        outcome = solve_shapes(lengths, cluster, cost_model, lower_bound, start, shapes=shapes,
+                               solver=solver, time_limit_s=time_limit_s)
+    except SolverUnavailable as err:
+        return None, str(err)
+    if outcome.choice is None:
+        return None, f"milp ({solver}): {outcome.status}"
+    s = np.asarray(lengths, dtype=np.float64)
+    jobs, local = [], np.ones(len(s), dtype=bool)
+    for i, shape in sorted(outcome.choice.items()):
+        if shape.size > 1:
+            jobs.append(Job(shape, (i,), float(cost_model.time_ms([s[i]], shape, cluster)[0])))
+            local[i] = False
+    jobs.sort(key=lambda job: (-job.shape.size, -job.duration_ms, job.sequences))
+    local_ids = np.flatnonzero(local)
+    step, placed = list_schedule(jobs, local_ids, cost_model.time_ms(s[local_ids], LOCAL, cluster), cluster)
+    plan = Plan(cluster.num_ranks, [int(x) for x in lengths], to_waves(placed), method,
+                predicted_step_time_ms=step, lower_bound_ms=lower_bound,
+                solve_time_s=time.perf_counter() - started,
+                notes=[f"milp ({solver}) status: {outcome.status}; model step {outcome.objective_ms:.1f} ms"])
+    log.debug("milp plan %.1f ms (%s)", step, outcome.status)
+    return plan, outcome.status
