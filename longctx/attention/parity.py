@@ -8,7 +8,8 @@ with the single-process fp32 reference on the unsharded batch.
 
 Error definition (one number per quantity): relative error =
 ``max |distributed - reference| / max |reference|`` over the whole tensor,
-i.e. the largest absolute deviation scaled by the tensor's largest magnitude.
+i.e. the largest absolute deviation scaled by the tensor's largest magnitude
+(`relative_errors(norm="rms")` gives the root-mean-square variant).
 """
 from __future__ import annotations
 
@@ -88,8 +89,15 @@ def reference_results(case: ParityCase) -> list[torch.Tensor]:
 
 
 def relative_errors(case: ParityCase, per_rank: list[list[torch.Tensor]],
-                    reference: list[torch.Tensor] | None = None) -> dict[str, float]:
-    """{quantity: max |distributed - reference| / max |reference|} for one case's per-rank results."""
+                    reference: list[torch.Tensor] | None = None, norm: str = "max") -> dict[str, float]:
+    """{quantity: |distributed - reference| / |reference|} for one case's per-rank results.
+
+    norm "max": max abs deviation / max abs reference (the parity measure);
+    "rms": root-mean-square deviation / root-mean-square reference (a less
+    noisy measure for comparing low-precision runs).
+    """
+    if norm not in ("max", "rms"):
+        raise ValueError(f"norm={norm!r} must be 'max' or 'rms'")
     reference = reference_results(case) if reference is None else reference
     sharding = ZigzagSharding(case.cu_seqlens, len(per_rank))
     errors = {}
@@ -99,5 +107,8 @@ def relative_errors(case: ParityCase, per_rank: list[list[torch.Tensor]],
         if dtypes != {getattr(torch, case.dtype)}:
             raise AssertionError(f"{name} came back as {dtypes}, expected {case.dtype}")
         got, want = sharding.unshard([s.float() for s in shards]), reference[i]
-        errors[name] = float((got - want).abs().max() / want.abs().max())
+        if norm == "max":
+            errors[name] = float((got - want).abs().max() / want.abs().max())
+        else:
+            errors[name] = float((got - want).square().mean().sqrt() / want.square().mean().sqrt())
     return errors
