@@ -134,6 +134,10 @@ def render_sbatch(job: SbatchJob) -> str:
         "# --- this run: its output directory and the program's Hydra overrides",
         *_run_selection(job),
         'mkdir -p "$OUTPUT_DIR/logs"',
+        "",
+        "# --- preemption: USR2 (time limit or `scancel --signal=USR2 --batch`) -> STOP file ->",
+        "#     the trainer checkpoints, writes PREEMPTED and exits -> this script requeues the job",
+        *preemption.trap_lines(),
         'echo "longctx launch: job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $SLURM_JOB_NODELIST;'
         ' output $OUTPUT_DIR"',
     ]
@@ -145,10 +149,6 @@ def render_sbatch(job: SbatchJob) -> str:
         "# --- rendezvous: c10d at the first node of the allocation (its NodeAddr), port from the job id",
         *rendezvous.endpoint_shell_lines(cfg.rdzv_port),
         'echo "longctx launch: rendezvous at $RDZV_HOST:$RDZV_PORT (node $RDZV_NODE)"',
-        "",
-        "# --- preemption: USR2 (time limit or `scancel --signal=USR2 --batch`) -> STOP file ->",
-        "#     the trainer checkpoints, writes PREEMPTED and exits -> this script requeues the job",
-        *preemption.trap_lines(),
         "",
         "# --- one task per node: torchrun (c10d rendezvous, rank logs under $OUTPUT_DIR/logs/ranks-*)",
         *_step_command(job),
