@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from longctx.launch.job_dir import new_job_dir
 from longctx.launch.launcher_config import LauncherConfig, LauncherConfigError, load_launcher_config
 from longctx.launch.overrides import parse, split_overrides
+from longctx.launch.program_checks import check_program_arguments
 from longctx.launch.resolve import output_dir_override, resolve_run_config
 from longctx.launch.sweep import expand_sweep, require_no_sweep, swept_values
 
@@ -81,4 +82,5 @@ def build_job_spec(preset: str, overrides: list[str], multirun: bool, config_dir
     if all(OmegaConf.select(config, WORLD_SIZE_KEY) is not None for config in run_configs):
         run_args = [with_world_size(args, launcher) for args in run_args]
         run_configs = [resolve_run_config(args, config_dir) for args in run_args]
+    check_program_arguments(launcher, run_args, config_dir)
     return JobSpec(launcher, job_dir, run_dirs, run_args, run_configs, swept_values(runs), multirun)

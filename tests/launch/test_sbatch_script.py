@@ -169,3 +169,12 @@ def test_bad_options_fail_before_any_work_with_a_clear_message(tmp_path, probe_c
                                      f"launcher.output_root={tmp_path}", override])  # fmt: skip
     assert code == 2 and message in err, err
     assert out == ""
+
+
+def test_trainer_config_errors_fail_at_submit_not_on_the_nodes(tmp_path):
+    code, out, err = run_launch_cli(["slurm", "--dry-run", f"launcher.output_root={tmp_path}", "launcher.nodes=2",
+                                     "experiment=smoke", "data.tokens_per_step=100"])  # fmt: skip
+    assert code == 2 and "data.tokens_per_step=100" in err, err
+    code, out, err = run_launch_cli(["slurm", "--dry-run", f"launcher.output_root={tmp_path}", "launcher.nodes=2",
+                                     "parallel.nprocs=3"])  # fmt: skip
+    assert code == 2 and "'parallel.nprocs=3' disagrees with the launch" in err, err
