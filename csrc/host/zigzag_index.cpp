@@ -1,9 +1,11 @@
 // Zigzag shard index of a packed batch for one rank (host op, C++).
 //
-// Every document [cu[d], cu[d+1]) splits into C = 2 * world_size chunks whose
-// sizes differ by at most one (the first len % C chunks are one token longer);
-// rank r owns chunks r and C-1-r of every document. For rank r this returns,
-// in document-then-position order:
+// Every document [cu[d], cu[d+1]) of length s splits into C = 2 * world_size chunks
+// of s / C tokens; its s % C leftover tokens go one each to consecutive chunks in
+// rank round-robin order (chunks 0..P-1, then C-1 down to P), continuing where the
+// previous document's leftovers stopped (the layout of longctx.attention.ZigzagSharding).
+// Rank r owns chunks r and C-1-r of every document. For rank r this returns, in
+// document-then-position order:
 //   token_index [n_local] int64  indices into the packed global batch
 //   doc_ids     [n_local] int64  document of each local token
 //   positions   [n_local] int64  position of each token inside its document
@@ -18,6 +20,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <vector>
 
 namespace {
 
@@ -26,9 +29,16 @@ struct Chunk {
   int64_t length;
 };
 
-Chunk chunk_of(int64_t doc_len, int64_t chunks, int64_t c) {
-  const int64_t base = doc_len / chunks, extra = doc_len % chunks;
-  return {c * base + std::min(c, extra), base + (c < extra ? 1 : 0)};
+// The chunk of a document of `doc_len` tokens whose leftovers start at round-robin slot `first_slot`.
+Chunk chunk_of(int64_t doc_len, int64_t world_size, int64_t first_slot, int64_t c) {
+  const int64_t chunks = 2 * world_size, base = doc_len / chunks, extra = doc_len % chunks;
+  Chunk chunk{0, 0};
+  for (int64_t i = 0; i <= c; ++i) {
+    const int64_t slot = i < world_size ? i : 3 * world_size - 1 - i;
+    const int64_t size = base + (((slot - first_slot) % chunks + chunks) % chunks < extra ? 1 : 0);
+    chunk = {i == 0 ? 0 : chunk.begin + chunk.length, size};
+  }
+  return chunk;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> zigzag_shard_index(
@@ -41,12 +51,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> zigzag_shard_index(
   const int64_t chunks = 2 * world_size;
   const int64_t own[2] = {rank, chunks - 1 - rank};
 
+  std::vector<int64_t> first_slot(docs);
+  std::vector<Chunk> owned(2 * docs);
   auto local_cu = at::empty({docs + 1}, at::kLong);
   int64_t* lcu = local_cu.data_ptr<int64_t>();
   lcu[0] = 0;
+  int64_t handed_out = 0;  // leftover tokens of the documents so far, mod C
   for (int64_t d = 0; d < docs; ++d) {
     const int64_t len = cu[d + 1] - cu[d];
-    lcu[d + 1] = lcu[d] + chunk_of(len, chunks, own[0]).length + chunk_of(len, chunks, own[1]).length;
+    first_slot[d] = handed_out;
+    handed_out = (handed_out + len % chunks) % chunks;
+    owned[2 * d] = chunk_of(len, world_size, first_slot[d], own[0]);
+    owned[2 * d + 1] = chunk_of(len, world_size, first_slot[d], own[1]);
+    lcu[d + 1] = lcu[d] + owned[2 * d].length + owned[2 * d + 1].length;
   }
   const int64_t n_local = lcu[docs];
   auto token_index = at::empty({n_local}, at::kLong);
@@ -58,8 +75,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> zigzag_shard_index(
   at::parallel_for(0, docs, 256, [&](int64_t first, int64_t last) {
     for (int64_t d = first; d < last; ++d) {
       int64_t out = lcu[d];
-      for (const int64_t c : own) {
-        const Chunk chunk = chunk_of(cu[d + 1] - cu[d], chunks, c);
+      for (int64_t half = 0; half < 2; ++half) {
+        const Chunk chunk = owned[2 * d + half];
         for (int64_t p = chunk.begin; p < chunk.begin + chunk.length; ++p, ++out) {
           tok[out] = cu[d] + p;
           did[out] = d;

@@ -77,8 +77,9 @@ def zigzag_shard_index(cu_seqlens, world_size: int, rank: int, *, backend: str =
     """Which tokens rank `rank` of `world_size` owns under zigzag sharding, on the host.
 
     cu_seqlens: 1-D int list/tensor `[docs+1]`, starting at 0, strictly increasing. Each
-    document splits into 2*world_size chunks (sizes differ by at most one, the first
-    ``len % (2*world_size)`` one token longer); the rank owns chunks rank and 2*world_size-1-rank.
+    document splits into 2*world_size chunks whose sizes differ by at most one (leftover
+    tokens rotate over the ranks across documents, see ``torch_fallbacks.zigzag_chunk_sizes``);
+    the rank owns chunks rank and 2*world_size-1-rank: the layout of ``ZigzagSharding``.
     """
     if not isinstance(world_size, int) or world_size < 1:
         raise ValueError(f"world_size must be a positive int, got {world_size!r}")

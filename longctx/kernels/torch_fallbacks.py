@@ -8,33 +8,47 @@ from __future__ import annotations
 import torch
 
 
+def zigzag_chunk_sizes(cu_seqlens: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Size of every zigzag chunk, int64 `[docs, 2 * world_size]`.
+
+    A document of length s splits into C = 2P chunks of ``s // C`` tokens, and its
+    ``s % C`` leftover tokens go one each to consecutive chunks in rank round-robin
+    order (chunks 0..P-1, then C-1 down to P), continuing where the previous document's
+    leftovers stopped, so many short documents still spread evenly over the ranks.
+    This is the layout of ``longctx.attention.ZigzagSharding``.
+    """
+    chunks = 2 * world_size
+    lengths = cu_seqlens[1:] - cu_seqlens[:-1]
+    base, extra = lengths // chunks, lengths % chunks
+    first_slot = (torch.cumsum(extra, 0) - extra) % chunks  # leftovers handed out before each document
+    chunk = torch.arange(chunks, device=cu_seqlens.device)
+    slot = torch.where(chunk < world_size, chunk, 3 * world_size - 1 - chunk)
+    return base[:, None] + ((slot[None, :] - first_slot[:, None]) % chunks < extra[:, None]).to(torch.int64)
+
+
 def zigzag_shard_index(
     cu_seqlens: torch.Tensor, world_size: int, rank: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Zigzag shard of one rank: (token_index, doc_ids, positions, local cu_seqlens), all int64.
 
-    Document d = ``[cu[d], cu[d+1])`` splits into ``C = 2 * world_size`` chunks whose
-    sizes differ by at most one (the first ``len % C`` chunks are one token longer);
-    rank r owns chunks r and C-1-r of every document, in document-then-position order.
-    cu_seqlens `[docs+1]` int64 (validated by the caller); outputs `[n_local]` and `[docs+1]`.
+    Rank r owns chunks r and 2P-1-r (sizes from :func:`zigzag_chunk_sizes`) of every
+    document, in document-then-position order. cu_seqlens `[docs+1]` int64 (validated by
+    the caller); outputs `[n_local]` x3 and `[docs+1]`.
     """
     cu = cu_seqlens.to(torch.int64)
-    chunks = 2 * world_size
-    lengths = cu[1:] - cu[:-1]
-    base, extra = lengths // chunks, lengths % chunks
-    own = torch.tensor([rank, chunks - 1 - rank], dtype=torch.int64, device=cu.device)
-    begin = own[None, :] * base[:, None] + torch.minimum(own[None, :], extra[:, None])  # [docs, 2]
-    size = base[:, None] + (own[None, :] < extra[:, None]).to(torch.int64)  # [docs, 2]
-    local_lengths = size.sum(1)
+    sizes = zigzag_chunk_sizes(cu, world_size)
+    own = [rank, 2 * world_size - 1 - rank]
+    seg_size = sizes[:, own]  # [docs, 2]
+    seg_begin = (torch.cumsum(sizes, 1) - sizes)[:, own]  # offset of the chunk inside its document
+    local_lengths = seg_size.sum(1)
     local_cu = torch.cat([cu.new_zeros(1), torch.cumsum(local_lengths, 0)])
 
-    seg_size = size.flatten()
-    seg_start_pos = begin.flatten()
-    n_local = int(local_cu[-1])
+    seg_size, seg_begin = seg_size.flatten(), seg_begin.flatten()
     seg_first_out = torch.cumsum(seg_size, 0) - seg_size
+    n_local = int(local_cu[-1])
     within = torch.arange(n_local, device=cu.device) - torch.repeat_interleave(seg_first_out, seg_size)
-    positions = torch.repeat_interleave(seg_start_pos, seg_size) + within
-    doc_ids = torch.repeat_interleave(torch.arange(lengths.numel(), device=cu.device), local_lengths)
+    positions = torch.repeat_interleave(seg_begin, seg_size) + within
+    doc_ids = torch.repeat_interleave(torch.arange(local_lengths.numel(), device=cu.device), local_lengths)
     return cu[doc_ids] + positions, doc_ids, positions, local_cu
 
 

@@ -1,4 +1,4 @@
-"""A dense float64 masked-softmax attention and packed-buffer builders for the kernel tests."""
+"""A dense float64 masked-softmax attention and a packed-buffer builder for the kernel tests."""
 from __future__ import annotations
 
 import torch
@@ -26,24 +26,3 @@ def packed_docs(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     doc = torch.cat([torch.full((n,), i, dtype=torch.int64) for i, n in enumerate(lengths)])
     pos = torch.cat([torch.arange(n, dtype=torch.int64) for n in lengths])
     return doc, pos
-
-
-def zigzag_chunk_of(pos: torch.Tensor, length: int, chunks: int) -> torch.Tensor:
-    """Chunk index of each position when a document of `length` splits into `chunks`
-    near-equal chunks, the first ``length % chunks`` one token longer."""
-    base, extra = divmod(length, chunks)
-    boundary = extra * (base + 1)
-    long_chunk = pos // (base + 1)
-    short_chunk = extra + (pos - boundary) // max(base, 1)
-    return torch.where(pos < boundary, long_chunk, short_chunk)
-
-
-def zigzag_rank_rows(lengths: list[int], world_size: int, rank: int) -> torch.Tensor:
-    """Indices (into the packed buffer) of the rows rank `rank` owns under zigzag sharding."""
-    doc, pos = packed_docs(lengths)
-    keep = torch.zeros_like(doc, dtype=torch.bool)
-    for d, n in enumerate(lengths):
-        rows = doc == d
-        chunk = zigzag_chunk_of(pos[rows], n, 2 * world_size)
-        keep[rows] = (chunk == rank) | (chunk == 2 * world_size - 1 - rank)
-    return keep.nonzero().flatten()

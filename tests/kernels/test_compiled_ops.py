@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from longctx.kernels import extension, ops, torch_fallbacks
-from tests.kernels.dense_reference import dense_attention, zigzag_rank_rows
+from longctx.attention.sharding import ZigzagSharding
+from tests.kernels.dense_reference import dense_attention
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -34,12 +35,15 @@ ZIGZAG_CASES = [([5, 9], 2), ([1, 2, 3, 40, 7], 2), ([1, 17, 4, 63, 2, 8], 4), (
 
 
 @pytest.mark.parametrize("lengths, world_size", ZIGZAG_CASES)
-def test_zigzag_fallback_matches_chunk_rule_and_covers_every_token_once(lengths, world_size):
+def test_zigzag_fallback_matches_zigzag_sharding_and_covers_every_token_once(lengths, world_size):
     cu = torch.cumsum(torch.tensor([0] + lengths), 0)
+    sharding = ZigzagSharding(cu, world_size)
     seen = []
     for rank in range(world_size):
         shard = ops.zigzag_shard_index(cu, world_size, rank, backend="torch")
-        assert torch.equal(shard.token_index, zigzag_rank_rows(lengths, world_size, rank)), f"rank {rank}"
+        assert torch.equal(shard.token_index, sharding.token_index(rank)), f"rank {rank}"
+        assert torch.equal(shard.doc_ids, sharding.doc_ids(rank)), f"rank {rank}"
+        assert torch.equal(shard.positions, sharding.positions(rank)), f"rank {rank}"
         assert torch.equal(shard.token_index, cu[shard.doc_ids] + shard.positions)
         assert torch.equal(torch.diff(shard.cu_seqlens), torch.bincount(shard.doc_ids, minlength=len(lengths)))
         seen.append(shard.token_index)

@@ -12,7 +12,8 @@ import torch
 
 from longctx.kernels import triton_attention
 from longctx.kernels.tile_ranges import key_ranges_per_query_tile, query_ranges_per_key_tile
-from tests.kernels.dense_reference import dense_attention, packed_docs, zigzag_rank_rows
+from longctx.attention.sharding import ZigzagSharding
+from tests.kernels.dense_reference import dense_attention, packed_docs
 
 FP32_TOL = dict(atol=2e-5, rtol=2e-5)
 HALF_TOL = {"out": dict(atol=3e-2, rtol=3e-2), "grad": dict(atol=6e-2, rtol=6e-2)}
@@ -64,7 +65,8 @@ def _case_zigzag_ring_step_blocks_match_dense(device):
     lengths = [37, 6, 21]
     doc, pos = packed_docs(lengths)
     for q_rank, k_rank in ((0, 1), (1, 0)):
-        q_rows, k_rows = zigzag_rank_rows(lengths, 2, q_rank), zigzag_rank_rows(lengths, 2, k_rank)
+        sharding = ZigzagSharding(torch.cumsum(torch.tensor([0] + lengths), 0), 2)
+        q_rows, k_rows = sharding.token_index(q_rank), sharding.token_index(k_rank)
         q, k, v = _qkv(len(q_rows), len(k_rows), 2, 1, 16, torch.float32, device, seed=q_rank)
         _check_against_dense(q, k, v, doc[q_rows], pos[q_rows], doc[k_rows], pos[k_rows])
 
@@ -171,11 +173,37 @@ def test_strided_inputs_and_int32_indices(run_triton_case):
     run_triton_case(_case_strided_inputs_and_int32_indices)
 
 
+def _case_matches_the_attention_reference_backend(device):
+    """Same block through longctx.attention.reference (the registry's exact backend), fwd and bwd."""
+    from longctx.attention import reference
+
+    lengths = [29, 3, 40]
+    sharding = ZigzagSharding(torch.cumsum(torch.tensor([0] + lengths), 0), 2)
+    doc, pos = packed_docs(lengths)
+    q_rows, k_rows = sharding.token_index(1), sharding.token_index(0)
+    idx = [t.to(device) for t in (doc[q_rows], pos[q_rows], doc[k_rows], pos[k_rows])]
+    q, k, v = _qkv(len(q_rows), len(k_rows), 4, 2, 32, torch.float32, device)
+    dout = torch.randn(q.shape, generator=torch.Generator().manual_seed(5)).to(device)
+    got_out, got_lse = triton_attention.forward(q, k, v, *idx, 0.2)
+    want_out, want_lse = reference.forward(q, k, v, *idx, 0.2)
+    torch.testing.assert_close(got_out, want_out, **FP32_TOL)
+    torch.testing.assert_close(got_lse, want_lse, **FP32_TOL)
+    got = triton_attention.backward(dout, q, k, v, want_out, want_lse, *idx, 0.2)
+    want = reference.backward(dout, q, k, v, want_out, want_lse, *idx, 0.2)
+    for name, g, w in zip(("dq", "dk", "dv"), got, want):
+        torch.testing.assert_close(g, w, **FP32_TOL, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_matches_the_attention_reference_backend(run_triton_case):
+    run_triton_case(_case_matches_the_attention_reference_backend)
+
+
 def test_tile_ranges_cover_exactly_the_visible_tiles():
     """Every visible (query, key) pair lies inside its tile's range; ranges are tight at the ends."""
     lengths = [7, 33, 2, 19]
     doc, pos = packed_docs(lengths)
-    q_rows, k_rows = zigzag_rank_rows(lengths, 2, 1), zigzag_rank_rows(lengths, 2, 0)
+    sharding = ZigzagSharding(torch.cumsum(torch.tensor([0] + lengths), 0), 2)
+    q_rows, k_rows = sharding.token_index(1), sharding.token_index(0)
     q_doc, q_pos, k_doc, k_pos = doc[q_rows], pos[q_rows], doc[k_rows], pos[k_rows]
     visible = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
     for block in (4, 16):
