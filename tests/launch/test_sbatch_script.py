@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from longctx.launch.rendezvous import port_for_job
 from longctx.launch.resolve import quote_override_value
 from tests.launch.conftest import run_launch_cli
 
@@ -128,7 +129,7 @@ def test_rendezvous_endpoint_is_first_node_addr_and_port_from_job_id(tmp_path, p
     done = subprocess.run(["bash", str(script_path)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     srun_args = (tmp_path / "stubs" / "srun.args").read_text().split("\0")
-    assert f"--rdzv-endpoint=10.1.2.3:{15000 + 31337 % 15000}" in srun_args
+    assert port_for_job(31337) == 16337 and "--rdzv-endpoint=10.1.2.3:16337" in srun_args
     assert "--rdzv-id=31337" in srun_args
 
 

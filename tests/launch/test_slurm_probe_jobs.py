@@ -66,4 +66,4 @@ def test_rendezvous_that_cannot_complete_fails_within_its_timeout_naming_host_an
     assert states == ["FAILED"]
     assert elapsed < 60, f"the failed rendezvous took {elapsed:.0f} s (timeout 5 s + 10 s watchdog margin)"
     log = next((job_dir / "logs").glob("slurm-*.out")).read_text()
-    assert f"RENDEZVOUS FAILED on node n" in log and f"c10d rendezvous at 127.0.0.1:{port}" in log, log
+    assert "RENDEZVOUS FAILED on node n" in log and f"c10d rendezvous at 127.0.0.1:{port}" in log, log

@@ -32,11 +32,6 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in rows}
 
 
-def _logged_steps(run_dir: Path) -> list[int]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def _preempt_mid_run(cluster, job_id: str, run_dir: Path) -> int:
     """USR2 to the batch shell once the trainer's tracker is up; release the requeued job;
     return the step the trainer stopped after."""
