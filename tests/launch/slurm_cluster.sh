@@ -81,6 +81,9 @@ ReturnToService=2
 MailProg=/bin/true
 JobRequeue=1
 KillWait=10
+# Job ids (and so the jobs' rendezvous ports) start at a random point, so two test
+# sessions with clusters of their own on one machine do not share rendezvous ports.
+FirstJobId=$(( 1 + RANDOM % 14000 ))
 SlurmdParameters=config_overrides
 NodeName=n[1-2] NodeHostname=localhost NodeAddr=127.0.0.1 Port=$((port + 1))-$((port + 2)) CPUs=$cpus State=UNKNOWN
 PartitionName=debug Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
