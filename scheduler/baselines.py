@@ -28,7 +28,7 @@ from longctx.scheduler.cost_model import CostModel, GroupShape
 from longctx.scheduler.errors import SchedulerInputError
 from longctx.scheduler.greedy import greedy_plan
 from longctx.scheduler.lower_bound import check_fits, lower_bound_ms
-from longctx.scheduler.milp import milp_plan
+from longctx.scheduler.planner import ShapeSpace, plan_in_spaces
 from longctx.scheduler.plan import Plan, PlanGroup, PlanWave
 from longctx.scheduler.simulator import simulate
 
@@ -121,18 +121,12 @@ def power_of_two_sizes(cluster: Cluster) -> tuple[int, ...]:
 
 def flexsp_plan(lengths, cluster: Cluster, cost_model: CostModel | None = None, lower_bound: float | None = None,
                 *, solver: str = "highs", time_limit_s: float = 1.0) -> Plan:
-    """FlexSP-style: the MILP over power-of-two Ulysses groups (greedy start and fallback in that space)."""
+    """FlexSP-style: the MILP (and greedy fallback) over power-of-two Ulysses groups."""
     started = time.perf_counter()
     cost_model = cost_model or CostModel()
     bound = lower_bound if lower_bound is not None else lower_bound_ms(lengths, cluster, cost_model)
-    sizes = power_of_two_sizes(cluster)
-    start = greedy_plan(lengths, cluster, cost_model, bound, kinds=("ulysses",), sizes=sizes,
-                        method="flexsp-ulysses-pow2")
-    shapes = cost_model.shapes(cluster, kinds=("ulysses",), sizes=sizes)
-    plan, reason = milp_plan(lengths, cluster, cost_model, bound, start, shapes=shapes, solver=solver,
-                             time_limit_s=time_limit_s, method="flexsp-ulysses-pow2")
-    if plan is None:
-        start.notes.append(f"milp fell back to greedy: {reason}")
-        plan = start
+    space = ShapeSpace(("ulysses",), power_of_two_sizes(cluster), "flexsp-ulysses-pow2")
+    plan = plan_in_spaces(lengths, cluster, cost_model, bound, [space], use_milp=True, solver=solver,
+                          time_limit_s=time_limit_s, method=space.label)
     plan.solve_time_s = time.perf_counter() - started
     return plan

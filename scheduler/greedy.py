@@ -12,12 +12,17 @@
 3. Waves: groups in start order; a group's wave is one after the latest wave
    its ranks already joined, so each rank meets its groups in wave order.
 
-The planner tries several targets M (multiples of the lower bound, "no
-target", and when one sequence dominates the step, fractions of the time left
-beside it), places the multi-rank jobs of each, ranks them by an estimate
-(water-filling the local work), schedules the best two exactly, and keeps the
-fastest. Ties break by target order, rank
-index and sequence index, so the result is deterministic.
+A `Candidate` is one shape choice (its multi-rank jobs and its local
+sequences). The greedy makes one per target M (multiples of the lower bound,
+"no target", and when one sequence dominates the step, fractions of the time
+left beside it); the MILP adds its own. `schedule_best` places the multi-rank
+jobs of every candidate, ranks them by an estimate (water-filling the local
+work), schedules the best two completely, and keeps the fastest. The local
+LPT is exact for the `EXACT_LPT_PER_RANK * ranks` longest local sequences and
+batched after that (each batch of ranks/`LPT_BATCH_DIVISOR` sequences, longest
+first, goes to the ranks that finish first, earliest first), which keeps 16K-rank steps fast.
+Ties break by candidate order, rank index and sequence index, so the result
+is deterministic.
 """
 from __future__ import annotations
 
@@ -34,13 +39,19 @@ from longctx.scheduler.plan import Plan, PlanGroup, PlanWave
 
 #: targets tried, as multiples of the lower bound (inf = least work, no target; below 1 pushes
 #: long sequences onto bigger groups, which helps when big groups queue behind each other)
-HIGH_FACTORS = (0.5, 0.7, 0.85, 1.0, 1.02, 1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0, np.inf)
+HIGH_FACTORS = (0.15, 0.25, 0.35, 0.5, 0.6, 0.7, 0.85, 1.0, 1.02, 1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0, np.inf)
 #: when one sequence alone needs more than DOMINANT of the bound, the rest must fit in the
 #: residual time next to it: targets are then also tried at these multiples of the residual
 DOMINANT = 0.25
 LOW_FACTORS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.85, 1.0)
-#: targets scheduled exactly after ranking all by the placement estimate
+#: most sequences the greedy and the MILP consider for multi-rank groups (bounds time on huge steps)
+MAX_LONG = 2000
+#: candidates scheduled completely after ranking all by the placement estimate
 EXACT_CANDIDATES = 2
+#: local sequences per rank placed by exact LPT before batching takes over
+EXACT_LPT_PER_RANK = 4
+#: after that, batches of ranks/LPT_BATCH_DIVISOR sequences go to the earliest-free ranks
+LPT_BATCH_DIVISOR = 16
 
 LOCAL = GroupShape.make(1, "local")
 
@@ -62,31 +73,63 @@ class _Placed:
     sequences: list[int]
 
 
-def place_multi_rank(jobs: list[Job], cluster: Cluster) -> tuple[np.ndarray, list[_Placed]]:
-    """Place multi-rank jobs (given order) on the earliest-free ranks; return finish times and groups."""
+def place_multi_rank(jobs: list[Job], cluster: Cluster, record: bool = True) -> tuple[np.ndarray, list[_Placed]]:
+    """Place multi-rank jobs (sorted by size, largest first) on the earliest-free ranks.
+
+    Jobs of one size are placed from a heap of nodes keyed by when a group of that
+    size can start there (ties to the lower node). Returns finish times per rank
+    and the placed groups (none when `record` is False, for estimates).
+    """
     rpn = cluster.ranks_per_node
-    free = np.zeros(cluster.num_ranks)
-    by_node = free.reshape(cluster.num_nodes, rpn)  # a view: rows follow `free`
-    sorted_rows = np.zeros_like(by_node)  # each node's free times, ascending
+    rows = [[0.0] * rpn for _ in range(cluster.num_nodes)]  # free time of every rank, by node
     placed: list[_Placed] = []
-    for job in jobs:
-        d = job.shape.size
+    start_of_phase = 0
+    while start_of_phase < len(jobs):
+        d = jobs[start_of_phase].shape.size
+        end_of_phase = start_of_phase
+        while end_of_phase < len(jobs) and jobs[end_of_phase].shape.size == d:
+            end_of_phase += 1
         if d > rpn:
-            nodes = np.sort(np.argsort(sorted_rows[:, -1], kind="stable")[: d // rpn])
-            ranks = (nodes[:, None] * rpn + np.arange(rpn)[None, :]).ravel()
+            _place_node_groups(jobs[start_of_phase:end_of_phase], rows, rpn, placed if record else None)
         else:
-            node = int(np.argmin(sorted_rows[:, d - 1]))
-            nodes = np.array([node])
-            row = by_node[node].tolist()
-            ready_by = sorted_rows[node, d - 1]
-            # best fit: the ready ranks that freed up last, so early-free ranks stay for others
-            chosen = sorted((r for r in range(rpn) if row[r] <= ready_by), key=lambda r: (-row[r], r))[:d]
-            ranks = np.array(sorted(chosen)) + node * rpn
-        start = float(free[ranks].max())
-        free[ranks] = start + job.duration_ms
-        sorted_rows[nodes] = np.sort(by_node[nodes], axis=1)
-        placed.append(_Placed(start, ranks.tolist(), job.shape, list(job.sequences)))
-    return free, placed
+            _place_in_node_groups(jobs[start_of_phase:end_of_phase], rows, rpn, placed if record else None)
+        start_of_phase = end_of_phase
+    return np.array(rows, dtype=np.float64).reshape(-1), placed
+
+
+def _place_node_groups(jobs: list[Job], rows: list[list[float]], rpn: int, placed: list[_Placed] | None) -> None:
+    """Groups of whole nodes: take the nodes that free up first."""
+    heap = [(max(row), n) for n, row in enumerate(rows)]
+    heapq.heapify(heap)
+    for job in jobs:
+        chosen = [heapq.heappop(heap) for _ in range(job.shape.size // rpn)]
+        start = max(t for t, _ in chosen)
+        end = start + job.duration_ms
+        nodes = sorted(n for _, n in chosen)
+        for n in nodes:
+            rows[n] = [end] * rpn
+            heapq.heappush(heap, (end, n))
+        if placed is not None:
+            placed.append(_Placed(start, [n * rpn + r for n in nodes for r in range(rpn)], job.shape,
+                                  list(job.sequences)))
+
+
+def _place_in_node_groups(jobs: list[Job], rows: list[list[float]], rpn: int, placed: list[_Placed] | None) -> None:
+    """Groups inside one node: the node where d ranks are free first; best-fit ranks within it."""
+    d = jobs[0].shape.size
+    heap = [(sorted(row)[d - 1], n) for n, row in enumerate(rows)]
+    heapq.heapify(heap)
+    for job in jobs:
+        start, n = heapq.heappop(heap)
+        row = rows[n]
+        # best fit: the ready ranks that freed up last, so early-free ranks stay for others
+        chosen = sorted(sorted((r for r in range(rpn) if row[r] <= start), key=lambda r: (-row[r], r))[:d])
+        end = start + job.duration_ms
+        for r in chosen:
+            row[r] = end
+        heapq.heappush(heap, (sorted(row)[d - 1], n))
+        if placed is not None:
+            placed.append(_Placed(start, [n * rpn + r for r in chosen], job.shape, list(job.sequences)))
 
 
 def water_level_ms(free: np.ndarray, local_work_ms: float) -> float:
@@ -99,22 +142,47 @@ def water_level_ms(free: np.ndarray, local_work_ms: float) -> float:
     return float((local_work_ms + filled[k - 1]) / k)
 
 
+def assign_local(free: np.ndarray, ids: np.ndarray, durations: np.ndarray) -> np.ndarray:
+    """LPT of local sequences onto ranks that free up at `free` (ms; updated in place).
+
+    `ids`/`durations` must be sorted longest first. Returns the owning rank per sequence.
+    """
+    owner = np.empty(len(ids), dtype=np.int64)
+    exact = min(len(ids), EXACT_LPT_PER_RANK * len(free))
+    heap = [(t, r) for r, t in enumerate(free.tolist())]
+    heapq.heapify(heap)
+    owners = []
+    for duration in durations[:exact].tolist():
+        t, r = heap[0]
+        owners.append(r)
+        heapq.heapreplace(heap, (t + duration, r))
+    owner[:exact] = owners
+    for t, r in heap:
+        free[r] = t
+    step = max(1, len(free) // LPT_BATCH_DIVISOR)
+    for begin in range(exact, len(ids), step):
+        batch = durations[begin:begin + step]
+        ranks = np.argsort(free, kind="stable")[: len(batch)]
+        owner[begin:begin + len(batch)] = ranks
+        free[ranks] += batch
+    return owner
+
+
 def list_schedule(multi_jobs: list[Job], local_ids: np.ndarray, local_ms: np.ndarray,
                   cluster: Cluster) -> tuple[float, list[_Placed]]:
     """Place multi-rank jobs, then local sequences by LPT; return (step time ms, groups)."""
     free, placed = place_multi_rank(multi_jobs, cluster)
-    order = np.lexsort((local_ids, -local_ms))
-    heap = [(t, r) for r, t in enumerate(free.tolist())]
-    heapq.heapify(heap)
-    per_rank: list[list[int]] = [[] for _ in range(cluster.num_ranks)]
     starts = free.tolist()
-    for seq, duration in zip(local_ids[order].tolist(), local_ms[order].tolist()):
-        t, r = heap[0]
-        per_rank[r].append(seq)
-        heapq.heapreplace(heap, (t + duration, r))
-    step = max(max(t for t, _ in heap), 0.0)
-    placed.extend(_Placed(starts[r], [r], LOCAL, seqs) for r, seqs in enumerate(per_rank) if seqs)
-    return step, placed
+    order = np.lexsort((local_ids, -local_ms))
+    ids = local_ids[order]
+    owner = assign_local(free, ids, local_ms[order])
+    by_owner = np.argsort(owner, kind="stable")
+    cuts = np.searchsorted(owner[by_owner], np.arange(cluster.num_ranks + 1))
+    sorted_ids = ids[by_owner].tolist()
+    for r in range(cluster.num_ranks):
+        if cuts[r + 1] > cuts[r]:
+            placed.append(_Placed(starts[r], [r], LOCAL, sorted_ids[cuts[r]:cuts[r + 1]]))
+    return float(free.max(initial=0.0)), placed
 
 
 def to_waves(placed: list[_Placed]) -> list[PlanWave]:
@@ -131,6 +199,13 @@ def to_waves(placed: list[_Placed]) -> list[PlanWave]:
     return [PlanWave(sorted(groups, key=lambda g: g.ranks[0])) for groups in waves]
 
 
+def long_floor_ms(local_ms: np.ndarray) -> float:
+    """Local time (ms) below which sequences stay local, so at most MAX_LONG are considered for groups."""
+    if len(local_ms) <= MAX_LONG:
+        return 0.0
+    return float(np.partition(local_ms, len(local_ms) - MAX_LONG - 1)[len(local_ms) - MAX_LONG - 1])
+
+
 def targets_ms(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float,
                shapes: list[GroupShape]) -> list[float]:
     """Target step times (ms) the greedy tries, smallest first."""
@@ -144,16 +219,39 @@ def targets_ms(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: fl
     return targets
 
 
-def greedy_plan(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, *,
-                kinds: tuple[str, ...] = ("ring", "ulysses", "hybrid"), sizes: tuple[int, ...] | None = None,
-                method: str = "greedy") -> Plan:
-    """Best list schedule over the targets of `targets_ms` (lower_bound in ms)."""
+@dataclass
+class Candidate:
+    """One shape choice: multi-rank `jobs` (largest first) and the mask of local sequences."""
+
+    label: str
+    jobs: list[Job]
+    local_mask: np.ndarray  #: [sequences] bool
+    estimate_ms: float = 0.0
+
+
+def make_candidate(label: str, shape_of: dict[int, GroupShape], time_of: dict[int, float],
+                   num_sequences: int) -> Candidate:
+    """A candidate from a shape per sequence (sequences absent from `shape_of` run locally)."""
+    jobs = sorted((Job(shape, (i,), time_of[i]) for i, shape in shape_of.items() if shape.size > 1),
+                  key=lambda job: (-job.shape.size, -job.duration_ms, job.sequences))
+    local_mask = np.ones(num_sequences, dtype=bool)
+    local_mask[[job.sequences[0] for job in jobs]] = False
+    return Candidate(label, jobs, local_mask)
+
+
+def greedy_candidates(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, *,
+                      kinds: tuple[str, ...] = ("ring", "ulysses", "hybrid"), sizes: tuple[int, ...] | None = None,
+                      label: str = "greedy") -> list[Candidate]:
+    """One candidate per target of `targets_ms` (lower_bound in ms)."""
     s = np.asarray(lengths, dtype=np.float64)
     cap = cost_model.max_tokens_per_rank(cluster)
     local_ms = cost_model.time_ms(s, LOCAL, cluster)
     shapes = cost_model.shapes(cluster, kinds, sizes)
     targets = targets_ms(lengths, cluster, cost_model, lower_bound, shapes)
-    # sequences that run locally under every target need no option table
+    # sequences that run locally under every target need no option table; targets so small that
+    # more than MAX_LONG sequences would leave their rank are dropped (they only cost time)
+    floor = long_floor_ms(local_ms)
+    targets = [t for t in targets if t >= floor] or [max(targets)]
     long_ids = np.flatnonzero((s > cap) | (local_ms > min(targets)))
     table = OptionTable.build(s[long_ids], shapes, cluster, cost_model)
     unplaceable = long_ids[~np.isfinite(table.fastest_ms())]
@@ -163,31 +261,54 @@ def greedy_plan(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: f
             f"lengths[{i}]={int(s[i])} tokens fits no group shape of kinds {list(kinds)} on this cluster "
             f"({cap} tokens per rank); allow larger groups or other kinds"
         )
-    total_local = float(local_ms.sum())
-
-    candidates = []
-    for rank_in_list, target in enumerate(targets):
+    candidates, seen = [], set()
+    for target in targets:
         choice = table.choose(target)
-        multi = [j for j, k in enumerate(choice) if table.shapes[k].size > 1]
-        jobs = sorted(
-            (Job(table.shapes[choice[j]], (int(long_ids[j]),), float(table.time_ms[choice[j], j])) for j in multi),
-            key=lambda job: (-job.shape.size, -job.duration_ms, job.sequences),
-        )
-        local_mask = np.ones(len(s), dtype=bool)
-        local_mask[long_ids[multi]] = False
-        local_work = total_local - float(local_ms[long_ids[multi]].sum())
-        local_max = float(local_ms[local_mask].max(initial=0.0))
-        free, _ = place_multi_rank(jobs, cluster)
-        estimate = max(float(free.max()), water_level_ms(free, local_work), float(free.min()) + local_max)
-        candidates.append((estimate, rank_in_list, jobs, local_mask))
-    candidates.sort(key=lambda c: (c[0], c[1]))
+        key = choice.tobytes()
+        if key in seen:  # same shapes as an earlier target
+            continue
+        seen.add(key)
+        shape_of = {int(long_ids[j]): table.shapes[k] for j, k in enumerate(choice.tolist())}
+        time_of = {int(long_ids[j]): float(table.time_ms[k, j]) for j, k in enumerate(choice.tolist())}
+        candidates.append(make_candidate(f"{label}@{target:.0f}ms", shape_of, time_of, len(s)))
+    return candidates
 
+
+def estimate_candidates(candidates: list[Candidate], lengths, cluster: Cluster, cost_model: CostModel) -> np.ndarray:
+    """Set every candidate's estimate (ms) from its multi-rank placement; return local times [sequences]."""
+    local_ms = cost_model.time_ms(np.asarray(lengths, dtype=np.float64), LOCAL, cluster)
+    total_local = float(local_ms.sum())
+    for candidate in candidates:
+        free, _ = place_multi_rank(candidate.jobs, cluster, record=False)
+        on_groups = [job.sequences[0] for job in candidate.jobs]
+        local_work = total_local - float(local_ms[on_groups].sum())
+        local_max = float(local_ms[candidate.local_mask].max(initial=0.0))
+        candidate.estimate_ms = max(float(free.max()), water_level_ms(free, local_work),
+                                    float(free.min()) + local_max)
+    return local_ms
+
+
+def schedule_best(candidates: list[Candidate], lengths, cluster: Cluster, cost_model: CostModel,
+                  lower_bound: float, method: str) -> tuple[Plan, Candidate]:
+    """Schedule the most promising candidates and return the fastest plan and its candidate."""
+    local_ms = estimate_candidates(candidates, lengths, cluster, cost_model)
+    ranked = sorted(range(len(candidates)), key=lambda c: (candidates[c].estimate_ms, c))
     best = None
-    for _, rank_in_list, jobs, local_mask in candidates[:EXACT_CANDIDATES]:
-        local_ids = np.flatnonzero(local_mask)
-        step, placed = list_schedule(jobs, local_ids, local_ms[local_ids], cluster)
-        if best is None or (step, rank_in_list) < best[:2]:
-            best = (step, rank_in_list, placed)
-    step, _, placed = best
-    return Plan(cluster.num_ranks, [int(x) for x in lengths], to_waves(placed), method,
-                predicted_step_time_ms=step, lower_bound_ms=lower_bound)
+    for c in ranked[:EXACT_CANDIDATES]:
+        local_ids = np.flatnonzero(candidates[c].local_mask)
+        step, placed = list_schedule(candidates[c].jobs, local_ids, local_ms[local_ids], cluster)
+        if best is None or (step, c) < best[:2]:
+            best = (step, c, placed)
+    step, c, placed = best
+    plan = Plan(cluster.num_ranks, [int(x) for x in lengths], to_waves(placed), method,
+                predicted_step_time_ms=step, lower_bound_ms=lower_bound,
+                notes=[f"best of {len(candidates)} candidates: {candidates[c].label}"])
+    return plan, candidates[c]
+
+
+def greedy_plan(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, *,
+                kinds: tuple[str, ...] = ("ring", "ulysses", "hybrid"), sizes: tuple[int, ...] | None = None,
+                method: str = "greedy") -> Plan:
+    """The greedy's best plan (lower_bound in ms)."""
+    candidates = greedy_candidates(lengths, cluster, cost_model, lower_bound, kinds=kinds, sizes=sizes, label=method)
+    return schedule_best(candidates, lengths, cluster, cost_model, lower_bound, method)[0]

@@ -7,6 +7,12 @@ M >= max_i fastest_i, and sum_i (least work of sequence i among shapes taking
 bisection (the left side only shrinks as M grows) and the bisection's lower
 end is returned, so rounding never lifts it above the optimum.
 
+For speed only the `MAX_EXACT` slowest sequences (and every sequence that
+does not fit one rank) get the time constraint; the others count with their
+least work (running locally) and no time constraint — dropping constraints
+only lowers the bound, so it stays valid, and it is exact whenever those others
+are faster alone than the bound, which is the common case.
+
 It considers every legal shape (every size up to a node, every whole number of
 nodes, every kind and Ulysses degree), not only the planner's candidate list,
 so it also bounds plans made by other tools.
@@ -19,6 +25,9 @@ from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel
 from longctx.scheduler.errors import SchedulerInputError
 from longctx.scheduler.options import OptionTable
+
+#: sequences whose shape options the bound weighs exactly; the rest count their least work only
+MAX_EXACT = 512
 
 
 def all_shapes(cluster: Cluster, cost_model: CostModel):
@@ -35,19 +44,25 @@ def check_fits(lengths, cluster: Cluster, cost_model: CostModel) -> None:
         raise SchedulerInputError(
             f"Cluster.memory_per_rank_gb={cluster.memory_per_rank_gb}: not one activation token fits a rank"
         )
-    for i, length in enumerate(lengths):
-        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length <= 0:
-            raise SchedulerInputError(f"lengths[{i}]={length!r}: every length must be a positive integer (tokens)")
-        if length > cap * cluster.num_ranks:
-            raise SchedulerInputError(
-                f"lengths[{i}]={length} tokens cannot fit even on the whole cluster: {cluster.num_ranks} ranks x "
-                f"{cap} tokens per rank = {cap * cluster.num_ranks}; add ranks, memory or raise offload_fraction"
-            )
+    values = np.asarray(lengths, dtype=object if len(lengths) == 0 else None)
+    if values.ndim != 1 or values.dtype.kind not in "iu":
+        for i, length in enumerate(lengths):
+            if isinstance(length, bool) or not isinstance(length, (int, np.integer)):
+                raise SchedulerInputError(f"lengths[{i}]={length!r}: every length must be a positive integer (tokens)")
+        values = np.asarray(lengths, dtype=np.int64)
+    for i in np.flatnonzero(values <= 0)[:1]:
+        raise SchedulerInputError(f"lengths[{i}]={values[i]}: every length must be a positive integer (tokens)")
+    for i in np.flatnonzero(values > cap * cluster.num_ranks)[:1]:
+        raise SchedulerInputError(
+            f"lengths[{i}]={values[i]} tokens cannot fit even on the whole cluster: {cluster.num_ranks} ranks x "
+            f"{cap} tokens per rank = {cap * cluster.num_ranks}; add ranks, memory or raise offload_fraction"
+        )
 
 
-def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel) -> float:
-    """Lower bound (ms) on the step time of any plan for `lengths` on `cluster`."""
-    check_fits(lengths, cluster, cost_model)
+def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bool = False) -> float:
+    """Lower bound (ms) on the step time of any plan for `lengths` on `cluster` (`checked`: input already checked)."""
+    if not checked:
+        check_fits(lengths, cluster, cost_model)
     s = np.asarray(lengths, dtype=np.float64)
     if len(s) == 0:
         return 0.0
@@ -58,18 +73,29 @@ def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel) -> float:
     # Sequences that may leave a rank: those not fitting one rank or slower than a first bound.
     crude = max(local_ms[fits_local].sum() / n, 0.0)
     long_mask = ~fits_local | (local_ms > crude)
+    if long_mask.sum() > MAX_EXACT:  # keep the MAX_EXACT slowest (and all that need a group) exact
+        cut = np.partition(local_ms[long_mask], long_mask.sum() - MAX_EXACT)[long_mask.sum() - MAX_EXACT]
+        long_mask = ~fits_local | (local_ms >= cut)
     short_work = local_ms[~long_mask].sum()
     if not long_mask.any():
         return max(short_work / n, float(local_ms.max()))
     table = OptionTable.build(s[long_mask], all_shapes(cluster, cost_model), cluster, cost_model)
-    low = max(float(table.fastest_ms().max()), float(local_ms[~long_mask].max(initial=0.0)))
+    low = max(float(table.fastest_ms().max()), crude)  # both are valid lower bounds
+    # per sequence: shapes by time, and the least work among the first k of them
+    order = np.argsort(table.time_ms.T, axis=1, kind="stable")
+    times = np.take_along_axis(table.time_ms.T, order, axis=1)
+    least_work = np.minimum.accumulate(np.take_along_axis(table.work.T, order, axis=1), axis=1)
+    rows = np.arange(len(times))
 
     def feasible(m: float) -> bool:
-        return short_work + table.work_within(m).sum() <= n * m
+        within = (times <= m).sum(axis=1)
+        if (within == 0).any():
+            return False
+        return short_work + least_work[rows, within - 1].sum() <= n * m
 
     if feasible(low):
         return low
-    high = max(low, (short_work + table.work_within(np.inf).sum()) / n) * 2 + 1.0
+    high = max(low, (short_work + least_work[:, -1].sum()) / n) * 2 + 1.0
     while not feasible(high):
         high *= 2
     for _ in range(60):
@@ -78,6 +104,6 @@ def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel) -> float:
             high = mid
         else:
             low = mid
-        if high - low <= 1e-9 * high:
+        if high - low <= 1e-7 * high:
             break
     return low

@@ -3,7 +3,8 @@
 Model (PuLP; HiGHS by default, CBC as the alternative):
 
 - Short sequences (fitting one rank and taking at most `SHORT_FRACTION` of the
-  greedy's smallest target step time alone) run locally; they only add their work to the ranks.
+  greedy's smallest target step time alone, or beyond the greedy's MAX_LONG
+  slowest) run locally; they only add their work to the ranks.
 - Long sequences are bucketed by length (geometric buckets, ratio
   `BUCKET_RATIO`); a bucket's time on a shape is its longest member's (so a
   plan that meets the model meets it for every member).
@@ -18,9 +19,9 @@ Model (PuLP; HiGHS by default, CBC as the alternative):
   sum over those of y*time <= j*M, for j = 1..`CONCURRENCY_LEVELS`.
 - Objective: minimise the step time M, tie-broken towards less total work.
 
-The solution is turned into a schedule by the greedy's list scheduler
-(largest groups first on the earliest-free ranks, then LPT of the local work),
-which also produces the waves. The greedy's shape choice is a feasible
+The solution is a `Candidate` that the greedy's list scheduler turns into a
+schedule (largest groups first on the earliest-free ranks, then LPT of the
+local work), which also produces the waves. The greedy's shape choice is a feasible
 solution of the model and is given to the solver as its start (HiGHS:
 `setSolution`; CBC: `warmStart`). Solver runs are single-threaded with a fixed
 seed, so the same input gives the same plan.
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +38,8 @@ import pulp
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel, GroupShape
 from longctx.scheduler.errors import SchedulerInputError
-from longctx.scheduler.greedy import LOCAL, Job, list_schedule, targets_ms, to_waves
+from longctx.scheduler.greedy import LOCAL, Candidate, long_floor_ms, make_candidate, targets_ms
 from longctx.scheduler.options import OptionTable
-from longctx.scheduler.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,7 @@ def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: 
     cap = cost_model.max_tokens_per_rank(cluster)
     local_ms = cost_model.time_ms(s, LOCAL, cluster)
     smallest_target = min(targets_ms(lengths, cluster, cost_model, lower_bound, shapes))
-    long_mask = (s > cap) | (local_ms > SHORT_FRACTION * smallest_target)
+    long_mask = (s > cap) | (local_ms > max(SHORT_FRACTION * smallest_target, long_floor_ms(local_ms)))
     short_work = float(local_ms[~long_mask].sum())
     buckets = _buckets(s, np.flatnonzero(long_mask))
     if not buckets:
@@ -214,30 +213,21 @@ def _set_start(prob, buckets, pairs, shapes, start: dict[int, GroupShape], step)
     step.setInitialValue(max(needed * (1 + 1e-9), step.lowBound))
 
 
-def milp_plan(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, greedy: Plan, *,
-              shapes: list[GroupShape], solver: str, time_limit_s: float, method: str = "milp") -> tuple[Plan | None, str]:
-    """Plan from the MILP's shape choice; (None, reason) when the solver fails or is missing."""
-    started = time.perf_counter()
-    start = {i: group.shape for _, group in greedy.groups() if len(group.ranks) > 1 for i in group.sequences}
+def milp_candidate(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, start: Candidate, *,
+                   shapes: list[GroupShape], solver: str, time_limit_s: float,
+                   label: str = "milp") -> tuple[Candidate | None, str]:
+    """The MILP's shape choice as a candidate, warm-started from `start`; (None, reason) on solver trouble."""
+    start_shapes = {job.sequences[0]: job.shape for job in start.jobs}
     try:
-        outcome = solve_shapes(lengths, cluster, cost_model, lower_bound, start, shapes=shapes,
+        outcome = solve_shapes(lengths, cluster, cost_model, lower_bound, start_shapes, shapes=shapes,
                                solver=solver, time_limit_s=time_limit_s)
     except SolverUnavailable as err:
         return None, str(err)
     if outcome.choice is None:
         return None, f"milp ({solver}): {outcome.status}"
     s = np.asarray(lengths, dtype=np.float64)
-    jobs, local = [], np.ones(len(s), dtype=bool)
-    for i, shape in sorted(outcome.choice.items()):
-        if shape.size > 1:
-            jobs.append(Job(shape, (i,), float(cost_model.time_ms([s[i]], shape, cluster)[0])))
-            local[i] = False
-    jobs.sort(key=lambda job: (-job.shape.size, -job.duration_ms, job.sequences))
-    local_ids = np.flatnonzero(local)
-    step, placed = list_schedule(jobs, local_ids, cost_model.time_ms(s[local_ids], LOCAL, cluster), cluster)
-    plan = Plan(cluster.num_ranks, [int(x) for x in lengths], to_waves(placed), method,
-                predicted_step_time_ms=step, lower_bound_ms=lower_bound,
-                solve_time_s=time.perf_counter() - started,
-                notes=[f"milp ({solver}) status: {outcome.status}; model step {outcome.objective_ms:.1f} ms"])
-    log.debug("milp plan %.1f ms (%s)", step, outcome.status)
-    return plan, outcome.status
+    multi = {i: shape for i, shape in outcome.choice.items() if shape.size > 1}
+    times = {i: float(cost_model.time_ms([s[i]], shape, cluster)[0]) for i, shape in multi.items()}
+    status = f"milp ({solver}) {outcome.status}; model step {outcome.objective_ms:.1f} ms"
+    log.debug("%s", status)
+    return make_candidate(label, multi, times, len(s)), status

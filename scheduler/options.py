@@ -45,7 +45,3 @@ class OptionTable:
         if none_within.any():
             best[none_within] = self.time_ms[:, none_within].argmin(axis=0)
         return best
-
-    def work_within(self, limit_ms: float) -> np.ndarray:
-        """[sequences] least work over shapes with time <= limit (inf where none)."""
-        return np.where(self.time_ms <= limit_ms, self.work, np.inf).min(axis=0)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from longctx.scheduler.cost_model import KINDS, GroupShape
 from longctx.scheduler.errors import SchedulerInputError
 
@@ -66,7 +68,9 @@ class Plan:
         wave, shapes are legal, and (when given) memory and node alignment are respected."""
         if self.world_size < 1:
             raise PlanInvalidError(f"Plan.world_size={self.world_size}: must be >= 1")
-        seen: dict[int, tuple[int, int]] = {}
+        lengths = np.asarray(self.lengths, dtype=np.int64)
+        placed: list[np.ndarray] = []
+        where_of: list[tuple[int, int]] = []
         for w, wave in enumerate(self.waves):
             used: set[int] = set()
             for g, group in enumerate(wave.groups):
@@ -87,18 +91,25 @@ class Plan:
                     raise PlanInvalidError(f"{where}: {err}") from None
                 if ranks_per_node is not None:
                     _check_node_alignment(group.ranks, ranks_per_node, where)
-                for i in group.sequences:
-                    if not 0 <= i < len(self.lengths):
-                        raise PlanInvalidError(f"{where}: sequence index {i} outside 0..{len(self.lengths) - 1}")
-                    if i in seen:
-                        raise PlanInvalidError(f"{where}: sequence {i} already placed in wave/group {seen[i]}")
-                    seen[i] = (w, g)
-                    if max_tokens_per_rank is not None and self.lengths[i] > max_tokens_per_rank * len(group.ranks):
+                seqs = np.asarray(group.sequences, dtype=np.int64)
+                bad = seqs[(seqs < 0) | (seqs >= len(self.lengths))]
+                if len(bad):
+                    raise PlanInvalidError(f"{where}: sequence index {bad[0]} outside 0..{len(self.lengths) - 1}")
+                if max_tokens_per_rank is not None and len(seqs):
+                    longest = int(lengths[seqs].max())
+                    if longest > max_tokens_per_rank * len(group.ranks):
                         raise PlanInvalidError(
-                            f"{where}: sequence {i} of {self.lengths[i]} tokens exceeds the memory of "
+                            f"{where}: a sequence of {longest} tokens exceeds the memory of "
                             f"{len(group.ranks)} ranks ({max_tokens_per_rank} tokens per rank)"
                         )
-        missing = [i for i in range(len(self.lengths)) if i not in seen]
+                placed.append(seqs)
+                where_of.append((w, g))
+        times = np.bincount(np.concatenate(placed) if placed else np.zeros(0, np.int64), minlength=len(self.lengths))
+        if (times > 1).any():
+            i = int(np.flatnonzero(times > 1)[0])
+            homes = [wg for wg, seqs in zip(where_of, placed) if i in seqs]
+            raise PlanInvalidError(f"sequence {i} is placed {times[i]} times, in (wave, group) {homes}")
+        missing = np.flatnonzero(times == 0).tolist()
         if missing:
             raise PlanInvalidError(f"sequences {missing[:10]}{'...' if len(missing) > 10 else ''} are in no group")
         return self

@@ -1,31 +1,71 @@
 """`plan_step`: the per-step entry point the runtime calls.
 
-Steps: check the input; compute the lower bound; build the greedy plan over
-all shapes; for method "milp", solve the compact MILP (warm-started from the
-greedy) and turn it into a schedule; also build the ring-only greedy
-(ByteScale-style) schedule; keep the fastest candidate under the simulator,
-ties to the earlier one in that order. Solver trouble never raises: the plan
-falls back to the greedy and says why in `plan.method` and `plan.notes` (and
-the log).
+Steps: check the input; compute the lower bound; make the greedy's candidates
+over all shapes and over ring-only shapes (the ByteScale-style space); for
+method "milp", add the compact MILP's candidate, warm-started from the most
+promising greedy candidate; schedule the best candidates and keep the fastest
+under the simulator. Solver trouble never raises: the plan falls back to the
+greedy candidates and says why in `plan.method` ("greedy-fallback") and
+`plan.notes` (and the log).
 """
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
-from longctx.scheduler.baselines import bytescale_plan
+import numpy as np
+
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel
 from longctx.scheduler.errors import SchedulerInputError
-from longctx.scheduler.greedy import greedy_plan
+from longctx.scheduler.greedy import estimate_candidates, greedy_candidates, schedule_best
 from longctx.scheduler.lower_bound import check_fits, lower_bound_ms
-from longctx.scheduler.milp import SOLVERS, milp_plan
+from longctx.scheduler.milp import SOLVERS, milp_candidate
 from longctx.scheduler.plan import Plan
 from longctx.scheduler.simulator import simulate
 
 log = logging.getLogger(__name__)
 
 METHODS = ("milp", "greedy")
+ALL_KINDS = ("ring", "ulysses", "hybrid")
+
+
+@dataclass(frozen=True)
+class ShapeSpace:
+    """Which shapes a search may use: attention kinds and group sizes (None = the default sizes)."""
+
+    kinds: tuple[str, ...]
+    sizes: tuple[int, ...] | None
+    label: str
+
+
+def plan_in_spaces(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, spaces: list[ShapeSpace],
+                   *, use_milp: bool, solver: str, time_limit_s: float, method: str) -> Plan:
+    """Greedy candidates in every space (+ the MILP's in the first), best schedule kept."""
+    candidates = []
+    for space in spaces:
+        candidates += greedy_candidates(lengths, cluster, cost_model, lower_bound, kinds=space.kinds,
+                                        sizes=space.sizes, label=space.label)
+    notes = []
+    if use_milp:
+        first = spaces[0]
+        own = [c for c in candidates if c.label.startswith(first.label)]
+        estimate_candidates(own, lengths, cluster, cost_model)
+        start = min(own, key=lambda c: c.estimate_ms)
+        found, status = milp_candidate(lengths, cluster, cost_model, lower_bound, start,
+                                       shapes=cost_model.shapes(cluster, first.kinds, first.sizes), solver=solver,
+                                       time_limit_s=time_limit_s, label=f"{first.label}-milp")
+        if found is None:
+            log.warning("longctx.scheduler: MILP gave no plan, using the greedy: %s", status)
+            notes.append(f"fell back to greedy: {status}")
+            method = f"{method}-fallback-greedy"
+        else:
+            notes.append(status)
+            candidates.insert(0, found)
+    plan, _ = schedule_best(candidates, lengths, cluster, cost_model, lower_bound, method)
+    plan.notes = notes + plan.notes
+    return plan
 
 
 def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | None = None, method: str = "milp",
@@ -39,30 +79,14 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
         raise SchedulerInputError(f"solver={solver!r}: choose one of {list(SOLVERS)}")
     if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float)) or time_limit_s < 0:
         raise SchedulerInputError(f"time_limit_s={time_limit_s!r}: must be a number of seconds >= 0")
-    if not isinstance(lengths, (list, tuple)):
+    if not isinstance(lengths, (list, tuple, np.ndarray)):
         raise SchedulerInputError(f"lengths: expected a list of positive integers, got {type(lengths).__name__}")
     check_fits(lengths, cluster, cost_model)
-    bound = lower_bound_ms(lengths, cluster, cost_model)
-    greedy = greedy_plan(lengths, cluster, cost_model, bound, method="greedy")
-    candidates: list[Plan] = []
-    notes: list[str] = []
-    chosen_method = method
-    if method == "milp":
-        shapes = cost_model.shapes(cluster)
-        milp, reason = milp_plan(lengths, cluster, cost_model, bound, greedy, shapes=shapes, solver=solver,
-                                 time_limit_s=time_limit_s)
-        if milp is None:
-            log.warning("longctx.scheduler: MILP unavailable, using the greedy plan: %s", reason)
-            notes.append(f"fell back to greedy: {reason}")
-            chosen_method = "greedy-fallback"
-        else:
-            candidates.append(milp)
-            notes.extend(milp.notes)
-    candidates += [greedy, bytescale_plan(lengths, cluster, cost_model, bound)]
-    best = min(enumerate(candidates), key=lambda item: (item[1].predicted_step_time_ms, item[0]))[1]
-    notes.append("candidates: " + ", ".join(f"{p.method}={p.predicted_step_time_ms:.1f}ms" for p in candidates)
-                 + f"; kept {best.method}")
-    plan = Plan(cluster.num_ranks, best.lengths, best.waves, chosen_method, lower_bound_ms=bound, notes=notes)
+    bound = lower_bound_ms(lengths, cluster, cost_model, checked=True)
+    spaces = [ShapeSpace(ALL_KINDS, None, method if method == "greedy" else "greedy"),
+              ShapeSpace(("ring",), None, "ring-greedy")]
+    plan = plan_in_spaces(lengths, cluster, cost_model, bound, spaces, use_milp=method == "milp", solver=solver,
+                          time_limit_s=time_limit_s, method=method)
     plan.predicted_step_time_ms = simulate(plan, cluster, cost_model).step_time_ms
     plan.validate(cost_model.max_tokens_per_rank(cluster), cluster.ranks_per_node)
     plan.solve_time_s = time.perf_counter() - started

@@ -7,7 +7,7 @@ timed by this one function, so their numbers compare like for like.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,25 +26,32 @@ class Simulation:
 
 def group_times_ms(plan: Plan, cluster: Cluster, cost_model: CostModel) -> list[float]:
     """Duration (ms) of every group of `plan`, in `plan.groups()` order."""
-    lengths = np.asarray(plan.lengths, dtype=np.float64)
-    by_shape: dict[GroupShape, list[tuple[int, int]]] = defaultdict(list)
     groups = [group for _, group in plan.groups()]
-    for index, group in enumerate(groups):
-        by_shape[group.shape].extend((index, seq) for seq in group.sequences)
+    if not groups:
+        return []
+    lengths = np.asarray(plan.lengths, dtype=np.float64)
+    counts = np.array([len(g.sequences) for g in groups], dtype=np.int64)
+    sequences = np.fromiter(chain.from_iterable(g.sequences for g in groups), dtype=np.int64, count=int(counts.sum()))
+    owner = np.repeat(np.arange(len(groups)), counts)
+    shape_ids: dict[GroupShape, int] = {}
+    group_shape = np.array([shape_ids.setdefault(g.shape, len(shape_ids)) for g in groups], dtype=np.int64)
+    seq_shape = group_shape[owner]
     totals = np.zeros(len(groups))
-    for shape, pairs in by_shape.items():
-        idx = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
-        seq = np.fromiter((p[1] for p in pairs), dtype=np.int64, count=len(pairs))
-        np.add.at(totals, idx, cost_model.time_ms(lengths[seq], shape, cluster))
+    for shape, k in shape_ids.items():
+        mask = seq_shape == k
+        totals += np.bincount(owner[mask], weights=cost_model.time_ms(lengths[sequences[mask]], shape, cluster),
+                              minlength=len(groups))
     return totals.tolist()
 
 
 def simulate(plan: Plan, cluster: Cluster, cost_model: CostModel) -> Simulation:
-    free = np.zeros(plan.world_size)
+    free = [0.0] * plan.world_size
     busy = 0.0
     for (_, group), duration in zip(plan.groups(), group_times_ms(plan, cluster, cost_model)):
         ranks = group.ranks
-        start = free[ranks[0]] if len(ranks) == 1 else free[ranks].max()
-        free[ranks] = start + duration
+        end = max(free[r] for r in ranks) + duration
+        for r in ranks:
+            free[r] = end
         busy += duration * len(ranks)
-    return Simulation(float(free.max(initial=0.0)), free, busy)
+    finish = np.array(free)
+    return Simulation(float(finish.max(initial=0.0)), finish, busy)
