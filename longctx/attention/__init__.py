@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from longctx.attention.backends import BackendUnavailableError, available_backends, get_backend
 from longctx.attention.comm import TrafficCounter
-from longctx.attention.hybrid import HybridAttention, HybridPlan, hybrid_subgroups
+from longctx.attention.hybrid import HybridAttention, HybridPlan
 from longctx.attention.reference import backward as reference_backward, forward as reference_forward
 from longctx.attention.sharding import ZigzagSharding
 from longctx.attention.validation import (
@@ -84,7 +84,7 @@ def plan_attention(
     kind: str = "local", group: dist.ProcessGroup | None = None, ulysses_degree: int | None = None,
     softmax_scale: float | None = None, backend: str = "auto", traffic: TrafficCounter | None = None,
 ) -> HybridPlan:
-    """Validate one call of `context_parallel_attention` and build its plan (creates subgroups last).
+    """Validate one call of `context_parallel_attention` and build its plan (no communication).
 
     `traffic`, when given, accumulates the bytes this rank sends.
     """
@@ -102,11 +102,9 @@ def plan_attention(
     scale = q.shape[2] ** -0.5 if softmax_scale is None else float(softmax_scale)
     if not scale > 0:
         raise AttentionInputError(f"softmax_scale={softmax_scale} must be a positive number (or None)")
-    kernel = get_backend(backend, q.device)
-    ulysses_group, ring_group = hybrid_subgroups(group, degree) if group is not None else (None, None)
     return HybridPlan(
         sharding=sharding, rank=rank, ulysses_degree=degree, num_q_heads=q.shape[1], num_kv_heads=k.shape[1],
-        backend=kernel, softmax_scale=scale, ulysses_group=ulysses_group, ring_group=ring_group, traffic=traffic,
+        backend=get_backend(backend, q.device), softmax_scale=scale, group=group, traffic=traffic,
     )
 
 

@@ -1,11 +1,13 @@
-"""Communication used by the attention kinds, over any process group.
+"""Point-to-point communication among some members of one process group.
 
-`RingComm` passes tensors one step around a ring of group ranks with
-`batch_isend_irecv`, addressing peers by their rank inside the group
-(`group_peer`), so groups of any size with non-contiguous global ranks work.
-`all_to_all_flat` is `all_to_all_single` on 1-D buffers with uneven splits.
-Both skip empty messages (both sides know the sizes in advance) and count the
-bytes this rank sends into an optional `TrafficCounter`.
+Every kind of attention talks only over the caller's group, with
+`batch_isend_irecv` addressed by rank inside that group (`group_peer`), so it
+works for groups of any size with non-contiguous global ranks, and a hybrid's
+Ulysses and ring "subgroups" are just lists of member ranks: no process group
+is ever created, so there is nothing to create collectively or to cache.
+
+Empty messages are skipped (both sides know every size in advance). The bytes
+this rank sends are added to an optional `TrafficCounter`.
 """
 from __future__ import annotations
 
@@ -22,48 +24,43 @@ class TrafficCounter:
     bytes_sent: int = 0
 
 
-class RingComm:
-    """Send to the next group rank, receive from the previous one."""
+class MemberComm:
+    """P2P among `members` (ranks of `group`, in member order); this rank must be one of them."""
 
-    def __init__(self, group: dist.ProcessGroup, traffic: TrafficCounter | None = None):
+    def __init__(self, group: dist.ProcessGroup, members: list[int], traffic: TrafficCounter | None = None):
         self.group = group
-        self.rank = dist.get_rank(group)
-        self.size = dist.get_world_size(group)
+        self.members = list(members)
+        self.index = self.members.index(dist.get_rank(group))
+        self.size = len(self.members)
         self.traffic = traffic
 
-    def shift(self, send: list[torch.Tensor], recv: list[torch.Tensor], tag: int = 0) -> list[dist.Work]:
-        """Start sending each of `send` to the next rank and receiving each of `recv` from the previous.
+    def _op(self, send: bool, tensor: torch.Tensor, member: int, tag: int) -> dist.P2POp:
+        if send and self.traffic is not None:
+            self.traffic.bytes_sent += tensor.numel() * tensor.element_size()
+        kind = dist.isend if send else dist.irecv
+        return dist.P2POp(kind, tensor, group=self.group, group_peer=self.members[member], tag=tag)
 
-        Returns the requests; call `.wait()` on each before reading `recv`.
-        The i-th send of one rank pairs with the i-th receive of the next (tag ``tag + i``).
+    def shift(self, send: list[torch.Tensor], recv: list[torch.Tensor], tag: int = 0) -> list[dist.Work]:
+        """Start sending each of `send` to the next member and receiving each of `recv` from the previous.
+
+        Returns the requests; `.wait()` each before reading `recv`. The i-th send
+        of one member pairs with the i-th receive of the next (tag ``tag + i``).
         """
-        next_rank, prev_rank = (self.rank + 1) % self.size, (self.rank - 1) % self.size
-        ops = []
-        for i, tensor in enumerate(send):
-            if tensor.numel():
-                ops.append(dist.P2POp(dist.isend, tensor, group=self.group, group_peer=next_rank, tag=tag + i))
-                if self.traffic is not None:
-                    self.traffic.bytes_sent += tensor.numel() * tensor.element_size()
-        for i, tensor in enumerate(recv):
-            if tensor.numel():
-                ops.append(dist.P2POp(dist.irecv, tensor, group=self.group, group_peer=prev_rank, tag=tag + i))
+        nxt, prev = (self.index + 1) % self.size, (self.index - 1) % self.size
+        ops = [self._op(True, t, nxt, tag + i) for i, t in enumerate(send) if t.numel()]
+        ops += [self._op(False, t, prev, tag + i) for i, t in enumerate(recv) if t.numel()]
         return dist.batch_isend_irecv(ops) if ops else []
 
+    def all_to_all(self, parts: list[torch.Tensor], recv_numels: list[int]) -> list[torch.Tensor]:
+        """Send the 1-D tensor `parts[j]` to member j; return the 1-D tensors received from each member.
 
-def all_to_all_flat(
-    parts: list[torch.Tensor], recv_numels: list[int], group: dist.ProcessGroup,
-    traffic: TrafficCounter | None = None,
-) -> list[torch.Tensor]:
-    """Send the 1-D tensor `parts[j]` to group rank j; return the 1-D tensor received from each rank.
-
-    All parts share one dtype; `recv_numels[i]` is the element count rank i sends here.
-    """
-    me = dist.get_rank(group)
-    send = torch.cat(parts) if parts else torch.empty(0)
-    recv = send.new_empty(sum(recv_numels))
-    if traffic is not None:
-        traffic.bytes_sent += (send.numel() - parts[me].numel()) * send.element_size()
-    dist.all_to_all_single(
-        recv, send, output_split_sizes=list(recv_numels), input_split_sizes=[p.numel() for p in parts], group=group
-    )
-    return list(torch.split(recv, list(recv_numels)))
+        `recv_numels[i]` is the element count member i sends here; all parts share one dtype.
+        """
+        received = [parts[self.index].new_empty(n) for n in recv_numels]
+        received[self.index] = parts[self.index]
+        others = [j for j in range(self.size) if j != self.index]
+        ops = [self._op(True, parts[j], j, 0) for j in others if parts[j].numel()]
+        ops += [self._op(False, received[j], j, 0) for j in others if recv_numels[j]]
+        for request in dist.batch_isend_irecv(ops) if ops else []:
+            request.wait()
+        return received

@@ -2,19 +2,16 @@
 
 A group of P ranks is factored into U (Ulysses degree) x R (ring size), group
 rank p = i * U + j with ring index i and Ulysses index j. The U ranks of one
-ring index form a Ulysses subgroup (contiguous group ranks, usually one node);
-the R ranks of one Ulysses index form a ring subgroup. The kinds are the corner
-cases: ring is U = 1, Ulysses is R = 1, local is U = R = 1.
+ring index are a Ulysses team (contiguous group ranks, usually one node); the
+R ranks of one Ulysses index are a ring. The kinds are the corner cases: ring
+is U = 1, Ulysses is R = 1, local is U = R = 1.
 
-Forward: all-to-all inside the Ulysses subgroup (sequence -> heads), ring
-attention over the ring subgroup on the union of the Ulysses subgroup's tokens
-for this rank's heads, all-to-all back. Backward mirrors it.
+Forward: all-to-all inside the Ulysses team (sequence -> heads), ring
+attention over the ring on the union of the team's tokens for this rank's
+heads, all-to-all back. Backward mirrors it.
 
-Subgroups are created with `new_group(use_local_synchronization=True)`, so only
-the member ranks take part, every rank of the parent group creates its Ulysses
-subgroup first and its ring subgroup second (no rank waits on a group whose
-members are busy creating another), and they are cached by their tuple of
-global ranks, so each is created once per process.
+Teams and rings are member lists of the caller's group, talked to with P2P on
+that group (`longctx.attention.comm.MemberComm`); no process group is created.
 """
 from __future__ import annotations
 
@@ -24,42 +21,19 @@ import torch
 import torch.distributed as dist
 
 from longctx.attention.backends import Backend
-from longctx.attention.comm import RingComm, TrafficCounter
+from longctx.attention.comm import MemberComm, TrafficCounter
 from longctx.attention.heads import HeadSlice, SliceKernel, split_heads
 from longctx.attention.ring import RingLayout, ring_backward, ring_forward
 from longctx.attention.sharding import ZigzagSharding, doc_ids_of
 from longctx.attention.ulysses import UlyssesExchange
 
-#: subgroups created by this process, by their global ranks in group-rank order
-_SUBGROUPS: dict[tuple[int, ...], dist.ProcessGroup] = {}
-
-
-def _subgroup(global_ranks: tuple[int, ...]) -> dist.ProcessGroup:
-    if global_ranks not in _SUBGROUPS:
-        _SUBGROUPS[global_ranks] = dist.new_group(
-            list(global_ranks), use_local_synchronization=True, sort_ranks=False
-        )
-    return _SUBGROUPS[global_ranks]
-
-
-def hybrid_subgroups(group: dist.ProcessGroup, ulysses_degree: int) -> tuple[dist.ProcessGroup | None, ...]:
-    """(Ulysses subgroup, ring subgroup) of this rank; None for a subgroup of one or the whole group."""
-    size, me = dist.get_world_size(group), dist.get_rank(group)
-    ring_size = size // ulysses_degree
-    if ulysses_degree == 1:
-        return None, (group if size > 1 else None)
-    if ring_size == 1:
-        return group, None
-    global_rank = [dist.get_global_rank(group, r) for r in range(size)]
-    ring_index, ulysses_index = divmod(me, ulysses_degree)
-    ulysses = _subgroup(tuple(global_rank[ring_index * ulysses_degree + j] for j in range(ulysses_degree)))
-    ring = _subgroup(tuple(global_rank[i * ulysses_degree + ulysses_index] for i in range(ring_size)))
-    return ulysses, ring
-
 
 @dataclass
 class HybridPlan:
-    """Everything one rank needs to run attention for one packed batch on one group."""
+    """Everything one rank needs to run attention for one packed batch on one group.
+
+    group None means a group of one (local attention).
+    """
 
     sharding: ZigzagSharding
     rank: int
@@ -68,28 +42,28 @@ class HybridPlan:
     num_kv_heads: int
     backend: Backend
     softmax_scale: float
-    ulysses_group: dist.ProcessGroup | None
-    ring_group: dist.ProcessGroup | None
+    group: dist.ProcessGroup | None
     traffic: TrafficCounter | None = None
 
     def __post_init__(self):
         degree, sharding = self.ulysses_degree, self.sharding
         ring_size = sharding.world_size // degree
         ring_index, ulysses_index = divmod(self.rank, degree)
-        members = [[i * degree + j for j in range(degree)] for i in range(ring_size)]
+        teams = [[i * degree + j for j in range(degree)] for i in range(ring_size)]
         heads = split_heads(self.num_q_heads, self.num_kv_heads, degree)
         self.q_ranges = [(h.q_start, h.q_end) for h in heads]
         self.kv_ranges = [(h.kv_start, h.kv_end) for h in heads]
         my_heads: HeadSlice | None = heads[ulysses_index] if degree > 1 else None
         self.kernel = SliceKernel(self.backend, self.softmax_scale, my_heads)
-        self.exchange = (
-            UlyssesExchange(self.ulysses_group, [sharding.token_index(p) for p in members[ring_index]], self.traffic)
-            if self.ulysses_group is not None else None
-        )
-        tokens = [torch.sort(torch.cat([sharding.token_index(p) for p in m])).values for m in members]
+        self.exchange = None
+        if degree > 1:
+            team_comm = MemberComm(self.group, teams[ring_index], self.traffic)
+            self.exchange = UlyssesExchange(team_comm, [sharding.token_index(p) for p in teams[ring_index]])
+        ring = [team[ulysses_index] for team in teams]
+        self.ring_comm = MemberComm(self.group, ring, self.traffic) if ring_size > 1 else None
+        tokens = [torch.sort(torch.cat([sharding.token_index(p) for p in team])).values for team in teams]
         docs = [doc_ids_of(sharding.cu_seqlens, t) for t in tokens]
         self.layout = RingLayout(docs, [t - sharding.cu_seqlens[d] for t, d in zip(tokens, docs)])
-        self.ring_comm = RingComm(self.ring_group, self.traffic) if self.ring_group is not None else None
 
 
 class HybridAttention(torch.autograd.Function):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from longctx.attention.comm import RingComm
+from longctx.attention.comm import MemberComm
 from longctx.attention.heads import SliceKernel
 from longctx.attention.merge import merge_partial
 
@@ -59,13 +59,13 @@ def _device_meta(layout: RingLayout, member: int, device: torch.device):
     return layout.doc[member].to(device), layout.pos[member].to(device)
 
 
-def ring_forward(q, k, v, layout: RingLayout, comm: RingComm | None, kernel: SliceKernel):
+def ring_forward(q, k, v, layout: RingLayout, comm: MemberComm | None, kernel: SliceKernel):
     """This member's attention over all members' K/V.
 
     q `[n, Hq, D]`, k/v `[n, Hkv, D]`: this member's tokens. Returns
     (out `[n, Hq, D]` fp32, lse `[n, Hq]` fp32). `comm` None means a ring of one.
     """
-    me, size = (comm.rank, comm.size) if comm else (0, 1)
+    me, size = (comm.index, comm.size) if comm else (0, 1)
     q_doc, q_pos = _device_meta(layout, me, q.device)
     out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     lse = torch.full(q.shape[:2], float("-inf"), dtype=torch.float32, device=q.device)
@@ -86,12 +86,12 @@ def ring_forward(q, k, v, layout: RingLayout, comm: RingComm | None, kernel: Sli
     return out, lse
 
 
-def ring_backward(dout, q, k, v, out, lse, layout: RingLayout, comm: RingComm | None, kernel: SliceKernel):
+def ring_backward(dout, q, k, v, out, lse, layout: RingLayout, comm: MemberComm | None, kernel: SliceKernel):
     """Gradients (dq, dk, dv) of this member's tokens, in the input dtypes.
 
     dout/out `[n, Hq, D]`, lse `[n, Hq]`: the final results of this member's rows.
     """
-    me, size = (comm.rank, comm.size) if comm else (0, 1)
+    me, size = (comm.index, comm.size) if comm else (0, 1)
     q_doc, q_pos = _device_meta(layout, me, q.device)
     dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     block = _block_kv(k, v)

@@ -11,25 +11,22 @@ their gradients summed in fp32 on the way back.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 
-from longctx.attention.comm import TrafficCounter, all_to_all_flat
+from longctx.attention.comm import MemberComm
 
 #: head range [lo, hi) of one tensor for each member
 HeadRanges = list[tuple[int, int]]
 
 
 class UlyssesExchange:
-    """Sequence <-> head all-to-all among the ranks of `group`.
+    """Sequence <-> head all-to-all among the members of `comm`.
 
-    member_tokens[i]: global token indices `[n_i]` held by group rank i.
+    member_tokens[i]: global token indices `[n_i]` held by member i.
     """
 
-    def __init__(self, group: dist.ProcessGroup, member_tokens: list[torch.Tensor],
-                 traffic: TrafficCounter | None = None):
-        self.group = group
-        self.me = dist.get_rank(group)
-        self.traffic = traffic
+    def __init__(self, comm: MemberComm, member_tokens: list[torch.Tensor]):
+        self.comm = comm
+        self.me = comm.index
         self.counts = [t.numel() for t in member_tokens]
         gathered = torch.cat(member_tokens)
         #: position in the gathered (member-major) order of each sorted token
@@ -48,7 +45,7 @@ class UlyssesExchange:
             for j in range(len(self.counts))
         ]
         widths = [r[self.me][1] - r[self.me][0] for r in ranges]
-        received = all_to_all_flat(parts, [n * sum(widths) * head_dim for n in self.counts], self.group, self.traffic)
+        received = self.comm.all_to_all(parts, [n * sum(widths) * head_dim for n in self.counts])
         by_source = [torch.split(buf, [n * w * head_dim for w in widths]) for buf, n in zip(received, self.counts)]
         order = self.order.to(tensors[0].device)
         return [
@@ -73,7 +70,7 @@ class UlyssesExchange:
         parts = [torch.cat([rows[i].reshape(-1) for rows in member_order]) for i in range(len(self.counts))]
         n_me = self.counts[self.me]
         recv_widths = [[r[j][1] - r[j][0] for r in ranges] for j in range(len(self.counts))]
-        received = all_to_all_flat(parts, [n_me * sum(w) * head_dim for w in recv_widths], self.group, self.traffic)
+        received = self.comm.all_to_all(parts, [n_me * sum(w) * head_dim for w in recv_widths])
         results = [torch.zeros(n_me, h, head_dim, dtype=torch.float32, device=x.device)
                    for h, x in zip(num_heads, tensors)]
         for j, buf in enumerate(received):
