@@ -29,31 +29,39 @@ def _tile_bounds(n: int, block: int, device: torch.device) -> tuple[torch.Tensor
 
 def key_ranges_per_query_tile(
     q_doc: torch.Tensor, q_pos: torch.Tensor, k_doc: torch.Tensor, k_pos: torch.Tensor, block_m: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Half-open key range ``[start, end)`` of every query tile of `block_m` rows.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Key ranges of every query tile of `block_m` rows: ``[start, full_end)`` and ``[start, end)``.
 
-    A tile's keys are those from the first key of its first row's document up
-    to the last key at or before its last row's (doc, pos). Returns two int32
-    tensors `[ceil(Nq / block_m)]`; ``end <= start`` means the tile sees nothing.
+    A tile's keys run from the first key of its first row's document up to the last key
+    at or before its last row's (doc, pos). When the tile lies in one document, the keys
+    ``[start, full_end)`` (that document's keys at or before its first row's position) are
+    visible to every row of the tile; otherwise ``full_end == start``. Three int32 tensors
+    `[ceil(Nq / block_m)]`; ``end <= start`` means the tile sees nothing.
     """
     q_key, k_key = sort_key(q_doc, q_pos), sort_key(k_doc, k_pos)
     first, last = _tile_bounds(q_key.numel(), block_m, q_key.device)
     start = torch.searchsorted(k_key, q_doc[first].to(torch.int64) * _POS_SPAN, right=False)
     end = torch.searchsorted(k_key, q_key[last], right=True)
-    return start.to(torch.int32), end.to(torch.int32)
+    one_doc = q_doc[first] == q_doc[last]
+    full_end = torch.where(one_doc, torch.searchsorted(k_key, q_key[first], right=True), start)
+    return start.to(torch.int32), torch.maximum(full_end, start).to(torch.int32), end.to(torch.int32)
 
 
 def query_ranges_per_key_tile(
     q_doc: torch.Tensor, q_pos: torch.Tensor, k_doc: torch.Tensor, k_pos: torch.Tensor, block_n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Half-open query range ``[start, end)`` of every key tile of `block_n` keys.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query ranges of every key tile of `block_n` keys: ``[start, end)`` and its fully-seeing ``[full_start, end)``.
 
-    A key tile is seen by the queries at or after its first key's (doc, pos)
-    whose document is at most its last key's document. Returns two int32
-    tensors `[ceil(Nk / block_n)]`.
+    A key tile is seen by the queries at or after its first key's (doc, pos) whose document
+    is at most its last key's document. When the tile lies in one document, the queries at
+    or after its last key's (doc, pos) see all of it; otherwise ``full_start == end``.
+    Three int32 tensors `[ceil(Nk / block_n)]`.
     """
     q_key, k_key = sort_key(q_doc, q_pos), sort_key(k_doc, k_pos)
     first, last = _tile_bounds(k_key.numel(), block_n, k_key.device)
     start = torch.searchsorted(q_key, k_key[first], right=False)
     end = torch.searchsorted(q_key, (k_doc[last].to(torch.int64) + 1) * _POS_SPAN, right=False)
-    return start.to(torch.int32), end.to(torch.int32)
+    one_doc = k_doc[first] == k_doc[last]
+    full_start = torch.where(one_doc, torch.searchsorted(q_key, k_key[last], right=False), end)
+    full_start = torch.minimum(torch.maximum(full_start, start), end)
+    return start.to(torch.int32), full_start.to(torch.int32), end.to(torch.int32)

@@ -183,9 +183,9 @@ def forward(q, k, v, q_doc, q_pos, k_doc, k_pos, softmax_scale):
     q, k, v = _rows_contiguous(q), _rows_contiguous(k), _rows_contiguous(v)
     q_doc, q_pos, k_doc, k_pos = _int32(q_doc), _int32(q_pos), _int32(k_doc), _int32(k_pos)
     meta, cfg = kernel_meta(q.device, q.dtype, q.shape[2], q.shape[1] // k.shape[1])
-    k_start, k_end = key_ranges_per_query_tile(q_doc, q_pos, k_doc, k_pos, cfg.fwd_m)
-    kernels.attention_fwd_kernel[(k_start.numel(), hq)](
-        q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, k_start, k_end,
+    key_ranges = key_ranges_per_query_tile(q_doc, q_pos, k_doc, k_pos, cfg.fwd_m)
+    kernels.attention_fwd_kernel[(key_ranges[0].numel(), hq)](
+        q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, *key_ranges,
         float(softmax_scale) * _LOG2E, n_q,
         q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
         BLOCK_M=cfg.fwd_m, BLOCK_N=cfg.fwd_n, **meta,
@@ -227,16 +227,16 @@ def backward(dout, q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, softmax_scale)
     )
     strides = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
                dout.stride(0), dout.stride(1))
-    q_start, q_end = query_ranges_per_key_tile(q_doc, q_pos, k_doc, k_pos, cfg.dkdv_n)
-    kernels.attention_bwd_dkdv_kernel[(q_start.numel(), hkv)](
-        q, k, v, dout, lse, delta, dk, dv, q_doc, q_pos, k_doc, k_pos, q_start, q_end,
+    query_ranges = query_ranges_per_key_tile(q_doc, q_pos, k_doc, k_pos, cfg.dkdv_n)
+    kernels.attention_bwd_dkdv_kernel[(query_ranges[0].numel(), hkv)](
+        q, k, v, dout, lse, delta, dk, dv, q_doc, q_pos, k_doc, k_pos, *query_ranges,
         scale, scale * _LOG2E, n_k, hq, *strides,
         dk.stride(0), dk.stride(1), dv.stride(0), dv.stride(1),
         BLOCK_M=cfg.dkdv_m, BLOCK_N=cfg.dkdv_n, **meta,
     )
-    k_start, k_end = key_ranges_per_query_tile(q_doc, q_pos, k_doc, k_pos, cfg.dq_m)
-    kernels.attention_bwd_dq_kernel[(k_start.numel(), hq)](
-        q, k, v, dout, lse, delta, dq, q_doc, q_pos, k_doc, k_pos, k_start, k_end,
+    key_ranges = key_ranges_per_query_tile(q_doc, q_pos, k_doc, k_pos, cfg.dq_m)
+    kernels.attention_bwd_dq_kernel[(key_ranges[0].numel(), hq)](
+        q, k, v, dout, lse, delta, dq, q_doc, q_pos, k_doc, k_pos, *key_ranges,
         scale, scale * _LOG2E, n_q, *strides, dq.stride(0), dq.stride(1),
         BLOCK_M=cfg.dq_m, BLOCK_N=cfg.dq_n, **meta,
     )

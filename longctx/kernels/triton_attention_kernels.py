@@ -9,10 +9,11 @@ Layouts (all strides in elements, last dim contiguous):
 Query i sees key j iff ``QDoc[i] == KDoc[j] and KPos[j] <= QPos[i]``.
 Scores are kept in base 2: ``s2 = (q . k) * softmax_scale * log2(e)``.
 
-Every loop over partner tiles classifies each tile from the (doc, pos) of
-its first and last rows: FULL tiles (one document on both sides, all keys at
-or before all queries) run without a mask; other tiles build the mask and are
-skipped when it is empty.
+Partner ranges come from the host (:mod:`longctx.kernels.tile_ranges`) split in
+two: a FULL part, where every query of the tile sees every key (one document,
+keys at or before all queries), run without any mask in a plain loop the
+compiler can pipeline; and a MASKED part, where each tile builds the mask and
+is skipped when the mask is empty.
 """
 import triton
 import triton.language as tl
@@ -30,13 +31,6 @@ def _dot(a, b, DOT_PRECISION: tl.constexpr):
     else:
         product = tl.dot(a, b, input_precision=DOT_PRECISION)
     return product
-
-
-@triton.jit
-def _is_full_tile(q_doc_first, q_doc_last, q_pos_first, k_doc_first, k_doc_last, k_pos_last):
-    """True when every query of the tile sees every key of the tile."""
-    one_doc = (q_doc_first == q_doc_last) & (k_doc_first == k_doc_last) & (q_doc_first == k_doc_first)
-    return one_doc & (k_pos_last <= q_pos_first)
 
 
 @triton.jit
@@ -69,47 +63,46 @@ def _fwd_tile(acc, m_i, l_i, q, k, v, visible, qk_scale_log2, MASKED: tl.constex
 
 @triton.jit
 def attention_fwd_kernel(
-    Q, K, V, Out, Lse, QDoc, QPos, KDoc, KPos, KStart, KEnd,
+    Q, K, V, Out, Lse, QDoc, QPos, KDoc, KPos, KStart, KFullEnd, KEnd,
     qk_scale_log2, Nq,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """Grid (query tiles, Hq). Writes Out `[Nq, Hq, D]` and Lse `[Nq, Hq]` (natural log, -inf if no key)."""
+    """Grid (query tiles, Hq). Writes Out `[Nq, Hq, D]` and Lse `[Nq, Hq]` (natural log, -inf if no key).
+
+    Keys [KStart, KFullEnd) are fully visible to the tile, [KFullEnd, KEnd) partly.
+    """
     tile = tl.num_programs(0) - 1 - tl.program_id(0)  # heaviest (latest) tiles first
     head = tl.program_id(1)
     kv_head = head // GROUP
-    row0 = tile * BLOCK_M
-    rows = row0 + tl.arange(0, BLOCK_M)
+    rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < Nq
     offs_d = tl.arange(0, BLOCK_D)
     q = _load_rows(Q, rows, row_ok, stride_qt, head, stride_qh, offs_d, HEAD_DIM)
     q_doc = tl.load(QDoc + rows, mask=row_ok, other=-1)
     q_pos = tl.load(QPos + rows, mask=row_ok, other=-1)
-    row_last = tl.minimum(row0 + BLOCK_M, Nq) - 1
-    q_doc_first, q_doc_last = tl.load(QDoc + row0), tl.load(QDoc + row_last)
-    q_pos_first = tl.load(QPos + row0)
 
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     k_start, k_end = tl.load(KStart + tile), tl.load(KEnd + tile)
-    for col0 in range(k_start, k_end, BLOCK_N):
+    full_stop = k_start + (tl.load(KFullEnd + tile) - k_start) // BLOCK_N * BLOCK_N  # whole full tiles only
+    for col0 in range(k_start, full_stop, BLOCK_N):
+        cols = col0 + tl.arange(0, BLOCK_N)
+        k = _load_rows(K, cols, cols < k_end, stride_kt, kv_head, stride_kh, offs_d, HEAD_DIM)
+        v = _load_rows(V, cols, cols < k_end, stride_vt, kv_head, stride_vh, offs_d, HEAD_DIM)
+        acc, m_i, l_i = _fwd_tile(acc, m_i, l_i, q, k, v, None, qk_scale_log2, False, DOT_PRECISION)
+    for col0 in range(full_stop, k_end, BLOCK_N):
         cols = col0 + tl.arange(0, BLOCK_N)
         col_ok = cols < k_end
-        col_last = tl.minimum(col0 + BLOCK_N, k_end) - 1
-        k = _load_rows(K, cols, col_ok, stride_kt, kv_head, stride_kh, offs_d, HEAD_DIM)
-        v = _load_rows(V, cols, col_ok, stride_vt, kv_head, stride_vh, offs_d, HEAD_DIM)
-        full = _is_full_tile(q_doc_first, q_doc_last, q_pos_first,
-                             tl.load(KDoc + col0), tl.load(KDoc + col_last), tl.load(KPos + col_last))
-        if full & (col0 + BLOCK_N <= k_end):
-            acc, m_i, l_i = _fwd_tile(acc, m_i, l_i, q, k, v, row_ok[:, None], qk_scale_log2, False, DOT_PRECISION)
-        else:
-            k_doc = tl.load(KDoc + cols, mask=col_ok, other=-2)
-            k_pos = tl.load(KPos + cols, mask=col_ok, other=0)
-            visible = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
-            if tl.max(visible.to(tl.int32)) > 0:
-                acc, m_i, l_i = _fwd_tile(acc, m_i, l_i, q, k, v, visible, qk_scale_log2, True, DOT_PRECISION)
+        k_doc = tl.load(KDoc + cols, mask=col_ok, other=-2)
+        k_pos = tl.load(KPos + cols, mask=col_ok, other=0)
+        visible = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
+        if tl.max(visible.to(tl.int32)) > 0:
+            k = _load_rows(K, cols, col_ok, stride_kt, kv_head, stride_kh, offs_d, HEAD_DIM)
+            v = _load_rows(V, cols, col_ok, stride_vt, kv_head, stride_vh, offs_d, HEAD_DIM)
+            acc, m_i, l_i = _fwd_tile(acc, m_i, l_i, q, k, v, visible, qk_scale_log2, True, DOT_PRECISION)
 
     seen = l_i > 0
     l_safe = tl.where(seen, l_i, 1.0)
@@ -134,101 +127,104 @@ def attention_bwd_delta_kernel(
 
 
 @triton.jit
-def _dkdv_tile(dk, dv, k, v, q, do, lse2, delta, visible_t, qk_scale_log2,
-               MASKED: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """Accumulate one query tile into (dk, dv) of a key tile, working on transposed `[N, M]` scores."""
-    s2_t = _dot(k, tl.trans(q), DOT_PRECISION) * qk_scale_log2
-    p_t = tl.math.exp2(s2_t - lse2[None, :])
+def _dkdv_tile(dk, dv, k, v, k_doc, k_pos, Q, dOut, Lse, Delta, QDoc, QPos, rows, row_ok, head, Hq,
+               stride_qt, stride_qh, stride_dt, stride_dh, offs_d, qk_scale_log2,
+               HEAD_DIM: tl.constexpr, MASKED: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Accumulate one query tile into (dk, dv) of a key tile, on transposed `[N, M]` scores.
+
+    Rows outside `row_ok` load lse=+inf, so they add nothing."""
+    lse2 = tl.load(Lse + rows * Hq + head, mask=row_ok, other=float("inf")) * _LOG2E
     if MASKED:
-        p_t = tl.where(visible_t, p_t, 0.0)
-    dv += _dot(p_t.to(do.dtype), do, DOT_PRECISION)
-    dp_t = _dot(v, tl.trans(do), DOT_PRECISION)
-    ds_t = p_t * (dp_t - delta[None, :])
-    dk += _dot(ds_t.to(q.dtype), q, DOT_PRECISION)
+        q_doc = tl.load(QDoc + rows, mask=row_ok, other=-1)
+        q_pos = tl.load(QPos + rows, mask=row_ok, other=-1)
+        visible_t = (k_doc[:, None] == q_doc[None, :]) & (k_pos[:, None] <= q_pos[None, :])
+        run = tl.max(visible_t.to(tl.int32)) > 0
+    else:
+        visible_t = None
+        run = True
+    if run:
+        q = _load_rows(Q, rows, row_ok, stride_qt, head, stride_qh, offs_d, HEAD_DIM)
+        do = _load_rows(dOut, rows, row_ok, stride_dt, head, stride_dh, offs_d, HEAD_DIM)
+        delta = tl.load(Delta + rows * Hq + head, mask=row_ok, other=0.0)
+        p_t = tl.math.exp2(_dot(k, tl.trans(q), DOT_PRECISION) * qk_scale_log2 - lse2[None, :])
+        if MASKED:
+            p_t = tl.where(visible_t, p_t, 0.0)
+        dv += _dot(p_t.to(do.dtype), do, DOT_PRECISION)
+        ds_t = p_t * (_dot(v, tl.trans(do), DOT_PRECISION) - delta[None, :])
+        dk += _dot(ds_t.to(q.dtype), q, DOT_PRECISION)
     return dk, dv
 
 
 @triton.jit
 def attention_bwd_dkdv_kernel(
-    Q, K, V, dOut, Lse, Delta, dK, dV, QDoc, QPos, KDoc, KPos, QStart, QEnd,
+    Q, K, V, dOut, Lse, Delta, dK, dV, QDoc, QPos, KDoc, KPos, QStart, QFullStart, QEnd,
     softmax_scale, qk_scale_log2, Nk, Hq,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dt, stride_dh,
     stride_dkt, stride_dkh, stride_dvt, stride_dvh,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """Grid (key tiles, Hkv). Sums the GROUP query heads of a kv head into dK, dV `[Nk, Hkv, D]`."""
+    """Grid (key tiles, Hkv). Sums the GROUP query heads of a kv head into dK, dV `[Nk, Hkv, D]`.
+
+    Queries [QStart, QFullStart) see the key tile partly, [QFullStart, QEnd) fully.
+    """
     tile = tl.program_id(0)
     kv_head = tl.program_id(1)
-    col0 = tile * BLOCK_N
-    cols = col0 + tl.arange(0, BLOCK_N)
+    cols = tile * BLOCK_N + tl.arange(0, BLOCK_N)
     col_ok = cols < Nk
     offs_d = tl.arange(0, BLOCK_D)
     k = _load_rows(K, cols, col_ok, stride_kt, kv_head, stride_kh, offs_d, HEAD_DIM)
     v = _load_rows(V, cols, col_ok, stride_vt, kv_head, stride_vh, offs_d, HEAD_DIM)
     k_doc = tl.load(KDoc + cols, mask=col_ok, other=-2)
     k_pos = tl.load(KPos + cols, mask=col_ok, other=0)
-    col_last = tl.minimum(col0 + BLOCK_N, Nk) - 1
-    k_doc_first, k_doc_last = tl.load(KDoc + col0), tl.load(KDoc + col_last)
-    k_pos_last = tl.load(KPos + col_last)
 
     dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
-    q_start, q_end = tl.load(QStart + tile), tl.load(QEnd + tile)
+    q_start, q_full_start, q_end = tl.load(QStart + tile), tl.load(QFullStart + tile), tl.load(QEnd + tile)
     for g in range(GROUP):
         head = kv_head * GROUP + g
-        for row0 in range(q_start, q_end, BLOCK_M):
+        for row0 in range(q_start, q_full_start, BLOCK_M):
             rows = row0 + tl.arange(0, BLOCK_M)
-            row_ok = rows < q_end
-            row_last = tl.minimum(row0 + BLOCK_M, q_end) - 1
-            q = _load_rows(Q, rows, row_ok, stride_qt, head, stride_qh, offs_d, HEAD_DIM)
-            do = _load_rows(dOut, rows, row_ok, stride_dt, head, stride_dh, offs_d, HEAD_DIM)
-            lse2 = tl.load(Lse + rows * Hq + head, mask=row_ok, other=float("inf")) * _LOG2E
-            delta = tl.load(Delta + rows * Hq + head, mask=row_ok, other=0.0)
-            full = _is_full_tile(tl.load(QDoc + row0), tl.load(QDoc + row_last), tl.load(QPos + row0),
-                                 k_doc_first, k_doc_last, k_pos_last)
-            if full:  # rows past q_end load lse=inf, so they add nothing
-                dk, dv = _dkdv_tile(dk, dv, k, v, q, do, lse2, delta, col_ok[:, None], qk_scale_log2,
-                                    False, DOT_PRECISION)
-            else:
-                q_doc = tl.load(QDoc + rows, mask=row_ok, other=-1)
-                q_pos = tl.load(QPos + rows, mask=row_ok, other=-1)
-                visible_t = (k_doc[:, None] == q_doc[None, :]) & (k_pos[:, None] <= q_pos[None, :])
-                if tl.max(visible_t.to(tl.int32)) > 0:
-                    dk, dv = _dkdv_tile(dk, dv, k, v, q, do, lse2, delta, visible_t, qk_scale_log2,
-                                        True, DOT_PRECISION)
+            dk, dv = _dkdv_tile(dk, dv, k, v, k_doc, k_pos, Q, dOut, Lse, Delta, QDoc, QPos, rows,
+                                rows < q_full_start, head, Hq, stride_qt, stride_qh, stride_dt, stride_dh,
+                                offs_d, qk_scale_log2, HEAD_DIM, True, DOT_PRECISION)
+        for row0 in range(q_full_start, q_end, BLOCK_M):
+            rows = row0 + tl.arange(0, BLOCK_M)
+            dk, dv = _dkdv_tile(dk, dv, k, v, k_doc, k_pos, Q, dOut, Lse, Delta, QDoc, QPos, rows,
+                                rows < q_end, head, Hq, stride_qt, stride_qh, stride_dt, stride_dh,
+                                offs_d, qk_scale_log2, HEAD_DIM, False, DOT_PRECISION)
     _store_rows(dK, dk * softmax_scale, cols, col_ok, stride_dkt, kv_head, stride_dkh, offs_d, HEAD_DIM)
     _store_rows(dV, dv, cols, col_ok, stride_dvt, kv_head, stride_dvh, offs_d, HEAD_DIM)
 
 
 @triton.jit
-def _dq_tile(dq, q, do, k, v, lse2, delta, visible, qk_scale_log2,
-             MASKED: tl.constexpr, DOT_PRECISION: tl.constexpr):
+def _dq_tile(dq, q, do, lse2, delta, K, V, cols, col_ok, kv_head, stride_kt, stride_kh, stride_vt, stride_vh,
+             offs_d, visible, qk_scale_log2, HEAD_DIM: tl.constexpr, MASKED: tl.constexpr,
+             DOT_PRECISION: tl.constexpr):
     """Accumulate one key tile into dq `[M, D]` of a query tile."""
-    s2 = _dot(q, tl.trans(k), DOT_PRECISION) * qk_scale_log2
-    p = tl.math.exp2(s2 - lse2[:, None])
+    k = _load_rows(K, cols, col_ok, stride_kt, kv_head, stride_kh, offs_d, HEAD_DIM)
+    v = _load_rows(V, cols, col_ok, stride_vt, kv_head, stride_vh, offs_d, HEAD_DIM)
+    p = tl.math.exp2(_dot(q, tl.trans(k), DOT_PRECISION) * qk_scale_log2 - lse2[:, None])
     if MASKED:
         p = tl.where(visible, p, 0.0)
-    dp = _dot(do, tl.trans(v), DOT_PRECISION)
-    ds = p * (dp - delta[:, None])
+    ds = p * (_dot(do, tl.trans(v), DOT_PRECISION) - delta[:, None])
     return dq + _dot(ds.to(k.dtype), k, DOT_PRECISION)
 
 
 @triton.jit
 def attention_bwd_dq_kernel(
-    Q, K, V, dOut, Lse, Delta, dQ, QDoc, QPos, KDoc, KPos, KStart, KEnd,
+    Q, K, V, dOut, Lse, Delta, dQ, QDoc, QPos, KDoc, KPos, KStart, KFullEnd, KEnd,
     softmax_scale, qk_scale_log2, Nq,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_dt, stride_dh,
     stride_dqt, stride_dqh,
     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    """Grid (query tiles, Hq). Writes dQ `[Nq, Hq, D]`."""
+    """Grid (query tiles, Hq). Writes dQ `[Nq, Hq, D]`; key ranges as in the forward kernel."""
     tile = tl.num_programs(0) - 1 - tl.program_id(0)
     head = tl.program_id(1)
     kv_head = head // GROUP
-    row0 = tile * BLOCK_M
-    rows = row0 + tl.arange(0, BLOCK_M)
+    rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < Nq
     offs_d = tl.arange(0, BLOCK_D)
     q = _load_rows(Q, rows, row_ok, stride_qt, head, stride_qh, offs_d, HEAD_DIM)
@@ -238,26 +234,21 @@ def attention_bwd_dq_kernel(
     delta = tl.load(Delta + rows * num_heads + head, mask=row_ok, other=0.0)
     q_doc = tl.load(QDoc + rows, mask=row_ok, other=-1)
     q_pos = tl.load(QPos + rows, mask=row_ok, other=-1)
-    row_last = tl.minimum(row0 + BLOCK_M, Nq) - 1
-    q_doc_first, q_doc_last = tl.load(QDoc + row0), tl.load(QDoc + row_last)
-    q_pos_first = tl.load(QPos + row0)
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     k_start, k_end = tl.load(KStart + tile), tl.load(KEnd + tile)
-    for col0 in range(k_start, k_end, BLOCK_N):
+    full_stop = k_start + (tl.load(KFullEnd + tile) - k_start) // BLOCK_N * BLOCK_N
+    for col0 in range(k_start, full_stop, BLOCK_N):
+        cols = col0 + tl.arange(0, BLOCK_N)
+        dq = _dq_tile(dq, q, do, lse2, delta, K, V, cols, cols < k_end, kv_head, stride_kt, stride_kh,
+                      stride_vt, stride_vh, offs_d, None, qk_scale_log2, HEAD_DIM, False, DOT_PRECISION)
+    for col0 in range(full_stop, k_end, BLOCK_N):
         cols = col0 + tl.arange(0, BLOCK_N)
         col_ok = cols < k_end
-        col_last = tl.minimum(col0 + BLOCK_N, k_end) - 1
-        k = _load_rows(K, cols, col_ok, stride_kt, kv_head, stride_kh, offs_d, HEAD_DIM)
-        v = _load_rows(V, cols, col_ok, stride_vt, kv_head, stride_vh, offs_d, HEAD_DIM)
-        full = _is_full_tile(q_doc_first, q_doc_last, q_pos_first,
-                             tl.load(KDoc + col0), tl.load(KDoc + col_last), tl.load(KPos + col_last))
-        if full & (col0 + BLOCK_N <= k_end):
-            dq = _dq_tile(dq, q, do, k, v, lse2, delta, row_ok[:, None], qk_scale_log2, False, DOT_PRECISION)
-        else:
-            k_doc = tl.load(KDoc + cols, mask=col_ok, other=-2)
-            k_pos = tl.load(KPos + cols, mask=col_ok, other=0)
-            visible = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
-            if tl.max(visible.to(tl.int32)) > 0:
-                dq = _dq_tile(dq, q, do, k, v, lse2, delta, visible, qk_scale_log2, True, DOT_PRECISION)
+        k_doc = tl.load(KDoc + cols, mask=col_ok, other=-2)
+        k_pos = tl.load(KPos + cols, mask=col_ok, other=0)
+        visible = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
+        if tl.max(visible.to(tl.int32)) > 0:
+            dq = _dq_tile(dq, q, do, lse2, delta, K, V, cols, col_ok, kv_head, stride_kt, stride_kh,
+                          stride_vt, stride_vh, offs_d, visible, qk_scale_log2, HEAD_DIM, True, DOT_PRECISION)
     _store_rows(dQ, dq * softmax_scale, rows, row_ok, stride_dqt, head, stride_dqh, offs_d, HEAD_DIM)

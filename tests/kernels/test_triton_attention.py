@@ -60,6 +60,20 @@ def test_packed_documents_with_gqa_match_dense(run_triton_case):
     run_triton_case(_case_packed_documents_with_gqa_match_dense)
 
 
+def _case_long_documents_take_the_unmasked_path(device):
+    """Documents longer than several tiles: whole key tiles run through the unmasked loops."""
+    doc, pos = packed_docs([70, 45])
+    block = triton_attention.tile_config(torch.device(device), torch.float32, 16).fwd_n
+    start, full_end, _ = key_ranges_per_query_tile(doc, pos, doc, pos, block)
+    assert int((full_end - start).max()) >= 2 * block, "the case must contain whole fully-visible tiles"
+    q, k, v = _qkv(len(doc), len(doc), 2, 1, 16, torch.float32, device)
+    _check_against_dense(q, k, v, doc, pos, doc, pos)
+
+
+def test_long_documents_take_the_unmasked_path(run_triton_case):
+    run_triton_case(_case_long_documents_take_the_unmasked_path)
+
+
 def _case_zigzag_ring_step_blocks_match_dense(device):
     """Chunk-vs-chunk blocks of a 2-rank zigzag ring: queries of one rank, keys of the other."""
     lengths = [37, 6, 21]
@@ -140,7 +154,7 @@ def test_empty_buffers(run_triton_case, n_q, n_k):
 
 
 def _case_half_precision_inputs(device, dtype):
-    doc, pos = packed_docs([11, 26])
+    doc, pos = packed_docs([11, 50])
     q, k, v = _qkv(len(doc), len(doc), 2, 1, 32, dtype, device)
     _check_against_dense(q, k, v, doc, pos, doc, pos)
 
@@ -198,26 +212,33 @@ def test_matches_the_attention_reference_backend(run_triton_case):
     run_triton_case(_case_matches_the_attention_reference_backend)
 
 
-def test_tile_ranges_cover_exactly_the_visible_tiles():
-    """Every visible (query, key) pair lies inside its tile's range; ranges are tight at the ends."""
+def test_tile_ranges_cover_the_visible_pairs_and_their_full_parts_are_fully_visible():
+    """Every visible (query, key) pair lies inside its tile's range (tight at the ends), and every
+    pair in a range's full part is visible; full parts are non-empty where one document allows."""
     lengths = [7, 33, 2, 19]
     doc, pos = packed_docs(lengths)
     sharding = ZigzagSharding(torch.cumsum(torch.tensor([0] + lengths), 0), 2)
-    q_rows, k_rows = sharding.token_index(1), sharding.token_index(0)
-    q_doc, q_pos, k_doc, k_pos = doc[q_rows], pos[q_rows], doc[k_rows], pos[k_rows]
-    visible = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
-    for block in (4, 16):
-        start, end = key_ranges_per_query_tile(q_doc, q_pos, k_doc, k_pos, block)
-        for t in range(len(start)):
-            cols = visible[t * block:(t + 1) * block].any(0).nonzero().flatten()
-            if len(cols):
-                assert (int(start[t]), int(end[t])) == (int(cols.min()), int(cols.max()) + 1), f"query tile {t}"
-            else:
-                assert end[t] <= start[t] or not visible[t * block:(t + 1) * block, start[t]:end[t]].any()
-        start, end = query_ranges_per_key_tile(q_doc, q_pos, k_doc, k_pos, block)
-        for t in range(len(start)):
-            rows = visible[:, t * block:(t + 1) * block].any(1).nonzero().flatten()
-            assert ((rows >= start[t]) & (rows < end[t])).all(), f"key tile {t}"
+    for q_rows, k_rows in ((sharding.token_index(1), sharding.token_index(0)), (torch.arange(61), torch.arange(61))):
+        q_doc, q_pos, k_doc, k_pos = doc[q_rows], pos[q_rows], doc[k_rows], pos[k_rows]
+        visible = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
+        any_full = False
+        for block in (4, 16):
+            start, full_end, end = key_ranges_per_query_tile(q_doc, q_pos, k_doc, k_pos, block)
+            for t in range(len(start)):
+                tile = visible[t * block:(t + 1) * block]
+                cols = tile.any(0).nonzero().flatten()
+                if len(cols):
+                    assert (int(start[t]), int(end[t])) == (int(cols.min()), int(cols.max()) + 1), f"query tile {t}"
+                assert tile[:, start[t]:full_end[t]].all(), f"query tile {t}: full part not fully visible"
+                any_full |= bool(full_end[t] > start[t])
+            start, full_start, end = query_ranges_per_key_tile(q_doc, q_pos, k_doc, k_pos, block)
+            for t in range(len(start)):
+                tile = visible[:, t * block:(t + 1) * block]
+                rows = tile.any(1).nonzero().flatten()
+                assert ((rows >= start[t]) & (rows < end[t])).all(), f"key tile {t}"
+                assert tile[full_start[t]:end[t]].all(), f"key tile {t}: full part not fully visible"
+                any_full |= bool(end[t] > full_start[t])
+        assert any_full
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -20,7 +20,7 @@ from longctx.kernels.triton_attention import kernel_meta  # noqa: E402
 _TRITON_TYPE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 _DATA_POINTERS = {"Q", "K", "V", "Out", "dOut", "dQ", "dK", "dV"}
 _FP32_POINTERS = {"Lse", "Delta"}
-_INDEX_POINTERS = {"QDoc", "QPos", "KDoc", "KPos", "KStart", "KEnd", "QStart", "QEnd"}
+_INDEX_POINTERS = {"QDoc", "QPos", "KDoc", "KPos", "KStart", "KFullEnd", "KEnd", "QStart", "QFullStart", "QEnd"}
 _FLOAT_SCALARS = {"qk_scale_log2", "softmax_scale"}
 H100_SHARED_MEMORY = 227 * 1024
 
