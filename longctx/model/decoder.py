@@ -1,0 +1,110 @@
+"""Llama-style decoder over a packed, possibly context-parallel shard of documents.
+
+Input is one rank's shard of a packed batch: token ids `[n]`, each token's
+position inside its own document `[n]`, and the GLOBAL document boundaries
+`cu_seqlens` of the packed batch (identical on every rank of the group). The
+only place ranks talk to each other is attention, which goes through
+`longctx.attention.context_parallel_attention` with the group's kind; every
+other layer is token-wise, so a shard's logits equal the matching rows of the
+single-process logits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from longctx.attention import context_parallel_attention
+from longctx.model.config import ModelConfig
+from longctx.model.layers import RMSNorm, SwiGLU
+from longctx.model.rope import apply_rope, rope_tables
+
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    """How attention runs for one packed batch: the group's kind, its process group, the backend.
+
+    kind: "local" | "ring" | "ulysses" | "hybrid"; group: the process group of
+    the ranks sharing the batch (None for "local"); ulysses_degree: for
+    "hybrid" (None lets attention choose); backend: a name from
+    `longctx.attention.backends` or "auto".
+    """
+
+    kind: str = "local"
+    group: Any = None
+    ulysses_degree: int | None = None
+    backend: str = "auto"
+
+
+LOCAL = AttentionLayout()
+
+
+class Attention(nn.Module):
+    """GQA self-attention with RoPE: `[n, dim]` -> `[n, dim]`; K/V keep `n_kv_heads` heads."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.q = nn.Linear(config.dim, config.dim, bias=False)
+        self.k = nn.Linear(config.dim, config.kv_dim, bias=False)
+        self.v = nn.Linear(config.dim, config.kv_dim, bias=False)
+        self.o = nn.Linear(config.dim, config.dim, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cu_seqlens: torch.Tensor | Sequence[int], layout: AttentionLayout) -> torch.Tensor:
+        n, c = x.shape[0], self.config
+        q = apply_rope(self.q(x).view(n, c.n_heads, c.head_dim), cos, sin)
+        k = apply_rope(self.k(x).view(n, c.n_kv_heads, c.head_dim), cos, sin)
+        v = self.v(x).view(n, c.n_kv_heads, c.head_dim)
+        out = context_parallel_attention(q, k, v, cu_seqlens, kind=layout.kind, group=layout.group,
+                                         ulysses_degree=layout.ulysses_degree, backend=layout.backend)
+        return self.o(out.reshape(n, c.dim))
+
+
+class Block(nn.Module):
+    """Pre-norm decoder block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.attention_norm = RMSNorm(config.dim, config.norm_eps)
+        self.attention = Attention(config)
+        self.mlp_norm = RMSNorm(config.dim, config.norm_eps)
+        self.mlp = SwiGLU(config.dim, config.ffn_dim)
+
+    def forward(self, x, cos, sin, cu_seqlens, layout: AttentionLayout) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, cu_seqlens, layout)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class Decoder(nn.Module):
+    """Embedding, `n_layers` blocks, final RMSNorm, untied output head."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.dim)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal(0, init_std) for every matrix and the embedding; norms start at one.
+
+        Seed torch's generator identically on every rank before building the model
+        and every rank holds the same initial weights.
+        """
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, cu_seqlens: torch.Tensor | Sequence[int],
+                layout: AttentionLayout = LOCAL) -> torch.Tensor:
+        """Logits `[n, vocab]` (fp32) for this rank's tokens `[n]` at document positions `[n]`."""
+        cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_theta)
+        x = self.embedding(tokens)
+        for block in self.blocks:
+            x = block(x, cos, sin, cu_seqlens, layout)
+        return self.head(self.norm(x)).float()

@@ -1,0 +1,283 @@
+"""The run's structured config: one dataclass per Hydra group, validated before any process starts.
+
+Hydra composes `configs/config.yaml` (groups model/ parallel/ data/ optim/
+train/ tracker/ experiment/) on top of the schema `RunConfig` registered in
+the ConfigStore as ``longctx_schema``, so a typo'd key or a wrong type fails at
+composition. `to_run_config` turns the composed DictConfig into dataclasses,
+which runs every `__post_init__` check and then the cross-group checks of
+`RunConfig.__post_init__`; each error names the field, the value and the fix.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from longctx.model.config import ModelConfig
+
+
+class ConfigError(ValueError):
+    """A run setting that cannot work; the message names the field, its value and the fix."""
+
+
+def _positive_int(where: str, value: Any, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}={value!r} must be an integer >= {minimum}")
+
+
+def _positive_number(where: str, value: Any, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ConfigError(f"{where}={value!r} must be a number {'>= 0' if allow_zero else '> 0'}")
+
+
+def _choice(where: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}={value!r} is not supported; choose one of {list(choices)}")
+
+
+@dataclass
+class ParallelConfig:
+    """How the ranks are started and how each step's mesh is chosen."""
+
+    #: "dynamic": the scheduler plans every step's mesh; "static": a fixed DP x CP mesh
+    mode: str = "dynamic"
+    #: local processes `longctx train` spawns when not under torchrun/srun (the world size)
+    nprocs: int = 4
+    #: torch.distributed backend: "auto" (nccl on CUDA, else gloo), "gloo", "nccl"
+    backend: str = "auto"
+    #: dynamic: "milp" or "greedy" (longctx.scheduler.plan_step's method)
+    planner: str = "milp"
+    #: dynamic: MILP solver name (longctx.scheduler)
+    solver: str = "highs"
+    #: dynamic: MILP time limit per step, seconds (planning runs one step ahead)
+    time_limit_s: float = 1.0
+    #: static: ranks per context-parallel group; must divide the world size
+    cp: int = 1
+    #: static: attention kind of the CP groups ("ring" or "ulysses")
+    static_kind: str = "ring"
+    #: static: sequence order onto the DP groups: "arrival" (Megatron-style) or "balanced" (LPT)
+    static_order: str = "balanced"
+    #: ranks per node for planning; null: the whole world is one node
+    ranks_per_node: int | None = None
+    #: device memory per rank for planning, GB
+    memory_per_rank_gb: float = 80.0
+    #: most tokens one rank may hold at once (the planner's memory limit); null: derived from the memory
+    #: and the model's activation size. Small values force long sequences onto context-parallel groups.
+    max_tokens_per_rank: int | None = None
+    #: scheduler cost-model profile file (CostModel.from_profile); null: the default H100 profile
+    cost_profile: str | None = None
+    #: local attention kernel ("auto", "reference", "sdpa", "flash_attn", "triton")
+    attention_backend: str = "auto"
+    #: peak dense FLOP/s per rank in TFLOP/s for MFU (989 = H100 SXM bf16 dense)
+    peak_tflops_per_rank: float = 989.0
+
+    def __post_init__(self) -> None:
+        _choice("parallel.mode", self.mode, ("dynamic", "static"))
+        if isinstance(self.nprocs, bool) or not isinstance(self.nprocs, int) or self.nprocs < 1:
+            raise ConfigError(f"parallel.nprocs={self.nprocs!r}: the number of ranks must be an integer >= 1")
+        _choice("parallel.backend", self.backend, ("auto", "gloo", "nccl"))
+        _choice("parallel.planner", self.planner, ("milp", "greedy"))
+        _positive_number("parallel.time_limit_s", self.time_limit_s, allow_zero=True)
+        _positive_int("parallel.cp", self.cp)
+        _choice("parallel.static_kind", self.static_kind, ("ring", "ulysses"))
+        _choice("parallel.static_order", self.static_order, ("arrival", "balanced"))
+        if self.ranks_per_node is not None:
+            _positive_int("parallel.ranks_per_node", self.ranks_per_node)
+        _positive_number("parallel.memory_per_rank_gb", self.memory_per_rank_gb)
+        if self.max_tokens_per_rank is not None:
+            _positive_int("parallel.max_tokens_per_rank", self.max_tokens_per_rank)
+        if self.cost_profile is not None and not os.path.isfile(self.cost_profile):
+            raise ConfigError(f"parallel.cost_profile={self.cost_profile!r} is not a file; give a profile written "
+                              "by CostModel.to_profile, or null for the default cost model")
+        _positive_number("parallel.peak_tflops_per_rank", self.peak_tflops_per_rank)
+
+    def check_world(self, world_size: int) -> None:
+        """Errors for settings that do not fit a world of `world_size` ranks."""
+        if self.mode == "static" and world_size % self.cp:
+            raise ConfigError(
+                f"parallel.cp={self.cp} does not divide the world size {world_size}; a static mesh has "
+                f"world/cp data-parallel groups of cp ranks: pick cp among {_divisors(world_size)}"
+            )
+        rpn = self.ranks_per_node or world_size
+        if world_size % rpn:
+            raise ConfigError(f"parallel.ranks_per_node={rpn} does not divide the world size {world_size}")
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass
+class DataConfig:
+    """Where the documents come from and how a step is packed."""
+
+    #: megatron-core dataset prefix (<path>.bin/.idx); null: the embedded default corpus
+    path: str | None = None
+    #: "byte" or a local Hugging Face tokenizer path (used for the default corpus)
+    tokenizer: str = "byte"
+    #: cache directory of the default corpus; null: ~/.cache/longctx
+    cache_dir: str | None = None
+    #: token budget of one step, all ranks together
+    tokens_per_step: int = 8192
+    #: longest sequence of a step; longer documents are split into pieces of this size
+    max_doc_tokens: int = 2048
+    #: shuffle seed of the sampler
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive_int("data.tokens_per_step", self.tokens_per_step)
+        _positive_int("data.max_doc_tokens", self.max_doc_tokens, minimum=2)
+        _positive_int("data.seed", self.seed, minimum=0)
+        if self.tokens_per_step < self.max_doc_tokens:
+            raise ConfigError(
+                f"data.tokens_per_step={self.tokens_per_step} is below data.max_doc_tokens={self.max_doc_tokens}, "
+                "the cap on the longest document piece; a step must hold its longest piece: raise "
+                f"data.tokens_per_step to >= {self.max_doc_tokens} or lower data.max_doc_tokens"
+            )
+        if self.path is not None:
+            missing = [self.path + ext for ext in (".bin", ".idx") if not os.path.isfile(self.path + ext)]
+            if missing:
+                raise ConfigError(
+                    f"data.path={self.path!r}: {missing} not found; give the prefix of a dataset written by "
+                    "longctx.data.ingest (files <prefix>.bin and <prefix>.idx), or data.path=null for the default corpus"
+                )
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup and cosine decay, and global-norm gradient clipping."""
+
+    #: peak learning rate
+    lr: float = 3e-3
+    #: final learning rate as a fraction of `lr` (cosine floor)
+    min_lr_ratio: float = 0.1
+    #: steps of linear warmup from lr/warmup_steps to lr
+    warmup_steps: int = 5
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    #: clip the global gradient L2 norm to this value; 0 disables clipping
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive_number("optim.lr", self.lr)
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"optim.min_lr_ratio={self.min_lr_ratio!r} must lie in [0, 1]")
+        _positive_int("optim.warmup_steps", self.warmup_steps, minimum=0)
+        _positive_number("optim.weight_decay", self.weight_decay, allow_zero=True)
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"optim.{name}={getattr(self, name)!r} must lie in [0, 1)")
+        _positive_number("optim.eps", self.eps)
+        _positive_number("optim.grad_clip", self.grad_clip, allow_zero=True)
+
+
+@dataclass
+class TrainConfig:
+    """The loop: length, seed, outputs, checkpoints, resume."""
+
+    #: total optimizer steps of the run (also the length of the LR schedule)
+    steps: int = 40
+    #: seed of the model's initial weights
+    seed: int = 0
+    #: everything the run writes goes here (config.yaml, checkpoints/, metrics, final_metrics.json)
+    output_dir: str = "runs/train"
+    #: "auto": continue from the latest complete checkpoint in output_dir/checkpoints; "never": start fresh
+    resume: str = "auto"
+    #: save a checkpoint every this many steps (0: only at a graceful stop and at the end)
+    checkpoint_every: int = 20
+    #: stop gracefully (checkpoint + PREEMPTED) after this many steps of THIS process's run; null: never
+    stop_after_steps: int | None = None
+    #: tqdm progress bar on rank 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _positive_int("train.steps", self.steps)
+        _positive_int("train.seed", self.seed, minimum=0)
+        if not self.output_dir:
+            raise ConfigError("train.output_dir is empty; give a directory for the run's outputs")
+        _choice("train.resume", self.resume, ("auto", "never"))
+        _positive_int("train.checkpoint_every", self.checkpoint_every, minimum=0)
+        if self.stop_after_steps is not None:
+            _positive_int("train.stop_after_steps", self.stop_after_steps)
+
+
+@dataclass
+class TrackerConfig:
+    """Where per-step metrics go (longctx.tracking)."""
+
+    #: "wandb", "jsonl" or "none"
+    kind: str = "jsonl"
+    #: wandb only: "offline" (default, no network) or "online"
+    mode: str = "offline"
+    run_name: str = "longctx"
+
+    def __post_init__(self) -> None:
+        _choice("tracker.kind", self.kind, ("wandb", "jsonl", "none"))
+        _choice("tracker.mode", self.mode, ("offline", "online"))
+
+
+@dataclass
+class RunConfig:
+    """The whole run; the schema of `configs/config.yaml`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+    def __post_init__(self) -> None:
+        cap = self.parallel.max_tokens_per_rank
+        if cap is not None and self.data.max_doc_tokens > cap * self.parallel.nprocs:
+            raise ConfigError(
+                f"data.max_doc_tokens={self.data.max_doc_tokens} does not fit {self.parallel.nprocs} ranks of "
+                f"parallel.max_tokens_per_rank={cap} tokens; lower data.max_doc_tokens or raise the cap"
+            )
+        if self.optim.warmup_steps > self.train.steps:
+            raise ConfigError(
+                f"optim.warmup_steps={self.optim.warmup_steps} exceeds train.steps={self.train.steps}; "
+                "lower the warmup or train longer"
+            )
+
+    def check_tokenizer_vocab(self, vocab_size: int) -> None:
+        """Error unless the model's vocabulary covers the tokenizer's `vocab_size` ids."""
+        if self.model.vocab_size < vocab_size:
+            raise ConfigError(
+                f"model.vocab_size={self.model.vocab_size} is below the tokenizer's vocabulary of {vocab_size} "
+                f"ids (data.tokenizer={self.data.tokenizer!r}); set model.vocab_size={vocab_size} or more"
+            )
+
+
+SCHEMA_NAME = "longctx_schema"
+
+
+def register_schema() -> None:
+    """Store `RunConfig` in Hydra's ConfigStore as ``longctx_schema`` (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=RunConfig)
+
+
+def to_run_config(config: DictConfig | dict) -> RunConfig:
+    """Validated dataclasses from a composed config; raises ConfigError (or ModelConfigError) naming the field."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        structured = OmegaConf.merge(OmegaConf.structured(RunConfig), config)
+        return OmegaConf.to_object(structured)
+    except OmegaConfBaseException as error:
+        cause = error.__cause__
+        if isinstance(cause, ValueError):
+            raise cause from None
+        raise ConfigError(f"config does not match the schema: {error}") from None
+
+
+def run_config_dict(run: RunConfig) -> dict:
+    """Plain nested dict of `run` (for config.yaml and the tracker)."""
+    return OmegaConf.to_container(OmegaConf.structured(run), resolve=True)

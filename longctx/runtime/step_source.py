@@ -1,0 +1,159 @@
+"""Where each step's data and Plan come from, one step ahead of the training.
+
+How: the MILP runs with a wall-clock time limit, so two ranks solving the same
+step could stop at different incumbents, yet the plan must be identical on
+every rank. So rank 0 alone samples and plans: `prefetch()` draws step t+1's
+documents and starts solving its plan in a background thread (pure
+Python/PuLP/HiGHS, no torch) while step t runs; `take()` at the start of step
+t+1 waits for the plan and broadcasts the Plan JSON, the step's token arrays
+and the sampler's state to every rank in one `broadcast_object_list` (a step
+is a few thousand to a few million int tokens, small next to one activation
+all-reduce). Only rank 0 opens the dataset. A planning error on rank 0 is
+broadcast too and raised on every rank, so no rank is left waiting in a
+collective. Static mode uses the same path with `static_plan` as the planner.
+"""
+from __future__ import annotations
+
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Callable, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from longctx.data import StepSampler
+
+from longctx.model.config import ModelConfig
+from longctx.runtime.config import ParallelConfig
+from longctx.scheduler import Cluster, CostModel, Plan, plan_step, static_plan
+
+Planner = Callable[[list[int]], Plan]
+T = TypeVar("T")
+
+
+class PlanningError(RuntimeError):
+    """Rank 0 could not plan a step; raised on every rank with rank 0's traceback."""
+
+
+def planning_cost_model(parallel: ParallelConfig, model: ModelConfig, cluster: Cluster) -> CostModel:
+    """The scheduler's cost model: `parallel.cost_profile` when given, else the default (H100) time
+    constants with this model's shape (layers, heads, parameters; activations ``4 * dim * layers`` bytes
+    per token, the default's value for its 7B shape). `parallel.max_tokens_per_rank`, when set, rescales
+    the activation bytes per token so that exactly that many tokens fit one rank."""
+    if parallel.cost_profile:
+        cost_model = CostModel.from_profile(parallel.cost_profile)
+    else:
+        cost_model = CostModel(num_layers=model.n_layers, num_heads=model.n_heads, num_kv_heads=model.n_kv_heads,
+                               head_dim=model.head_dim, num_params=float(model.num_parameters()),
+                               activation_bytes_per_token=4.0 * model.dim * model.n_layers)
+    if parallel.max_tokens_per_rank is not None:
+        held = cost_model.max_tokens_per_rank(cluster) * cost_model.activation_bytes_per_token
+        cost_model = replace(cost_model, activation_bytes_per_token=held / parallel.max_tokens_per_rank)
+    return cost_model
+
+
+def make_planner(parallel: ParallelConfig, model: ModelConfig, world_size: int) -> Planner:
+    """The function ``lengths -> Plan`` for `parallel.mode` on a world of `world_size` ranks."""
+    parallel.check_world(world_size)
+    cluster = Cluster(num_ranks=world_size, ranks_per_node=parallel.ranks_per_node or world_size,
+                      memory_per_rank_gb=parallel.memory_per_rank_gb)
+    cost_model = planning_cost_model(parallel, model, cluster)
+    if parallel.mode == "static":
+        def planner(lengths: list[int]) -> Plan:
+            return static_plan(lengths, cluster, cp=parallel.cp, kind=parallel.static_kind,
+                               order=parallel.static_order, cost_model=cost_model)
+    else:
+        def planner(lengths: list[int]) -> Plan:
+            return plan_step(lengths, cluster, cost_model=cost_model, method=parallel.planner,
+                             solver=parallel.solver, time_limit_s=parallel.time_limit_s)
+    return planner
+
+
+@dataclass
+class StepInput:
+    """One step as every rank receives it."""
+
+    #: tokens of each sequence, int64 `[plan.lengths[i]]`
+    sequences: list[torch.Tensor]
+    plan: Plan
+    #: the sampler's state right after this step's data: what a checkpoint taken after this step stores
+    sampler_state: dict
+
+
+def on_rank0(make: Callable[[], T]) -> T | None:
+    """Run `make()` on rank 0 only (None elsewhere); if it raises, every rank raises (collective).
+
+    Without this, an error on rank 0 (a missing dataset, say) would leave the
+    other ranks blocked in the next collective until the timeout.
+    """
+    result, error, status = None, None, [None]
+    if dist.get_rank() == 0:
+        try:
+            result = make()
+        except Exception as caught:  # noqa: BLE001 - every rank must learn of the failure
+            error, status[0] = caught, f"{type(caught).__name__}: {caught}"
+    dist.broadcast_object_list(status, src=0)
+    if error is not None:
+        raise error
+    if status[0] is not None:
+        raise RuntimeError(f"rank 0 failed: {status[0]}")
+    return result
+
+
+class StepSource:
+    """Rank 0 draws each step's data and plans it in a background thread; every rank receives both.
+
+    Use: ``prefetch()`` once the current step's input is taken (rank 0 draws the
+    next step's documents and starts planning them), then ``take()`` (collective)
+    when that step starts. Ranks other than 0 pass ``sampler=None``; they never
+    read the dataset (nor import its libraries).
+    """
+
+    def __init__(self, sampler: StepSampler | None, planner: Planner) -> None:
+        self._is_source = dist.get_rank() == 0
+        if self._is_source and sampler is None:
+            raise ValueError("StepSource: rank 0 needs the sampler")
+        self._sampler = sampler
+        self._planner = planner
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="longctx-plan") \
+            if self._is_source else None
+        self._pending: tuple[list, dict, Future] | None = None
+
+    def prefetch(self) -> None:
+        """Rank 0: draw the next step's documents and start planning them (no-op elsewhere)."""
+        if not self._is_source:
+            return
+        if self._pending is not None:
+            raise RuntimeError("StepSource.prefetch: the previous step was not taken yet; call take() first")
+        pieces = self._sampler.next_step()
+        lengths = [int(len(piece)) for piece in pieces]
+        self._pending = (pieces, self._sampler.state_dict(), self._executor.submit(self._planner, lengths))
+
+    def take(self) -> StepInput:
+        """The prefetched step's data and plan, identical on every rank (collective)."""
+        payload: list[object] = [None]
+        if self._is_source:
+            if self._pending is None:
+                raise RuntimeError("StepSource.take: nothing was prefetched; call prefetch() first")
+            pieces, state, future = self._pending
+            self._pending = None
+            try:
+                payload[0] = ("step", future.result().to_json(), pieces, state)
+            except Exception:  # noqa: BLE001 - every rank must learn of the failure
+                payload[0] = ("error", traceback.format_exc())
+        dist.broadcast_object_list(payload, src=0)
+        if payload[0][0] == "error":
+            raise PlanningError(f"rank 0 failed to plan the next step:\n{payload[0][1]}")
+        _, text, pieces, state = payload[0]
+        plan = Plan.from_json(text).validate()
+        if plan.world_size != dist.get_world_size():
+            raise PlanningError(f"the plan is for {plan.world_size} ranks but the world has {dist.get_world_size()}")
+        sequences = [torch.from_numpy(np.asarray(piece, dtype=np.int64)) for piece in pieces]
+        return StepInput(sequences, plan, state)
+
+    def close(self) -> None:
+        """Stop the planning thread (waits for a running solve)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)

@@ -1,0 +1,69 @@
+"""4 gloo ranks train exactly like 1 process: dynamic plans, a static mesh, stop + resume."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from longctx.runtime.trainer import train
+from tests.runtime.conftest import tiny_run
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def train_on_rank(run) -> dict:
+    """Run `train(run)` on this rank; return its losses, parameters and what it planned."""
+    result = train(run)
+    return {
+        "losses": result.losses,
+        "preempted": result.preempted,
+        "params": {k: v.detach().clone() for k, v in result.model.state_dict().items()},
+        "kinds": sorted({k for m in result.metrics for k in [m.get("plan_waves")]}),
+        "rank": dist.get_rank(),
+    }
+
+
+def _assert_same_training(got: list[dict], want: dict, steps) -> None:
+    for step in steps:
+        g, w = got[0]["losses"][step], want["losses"][step]
+        assert abs(g - w) <= 1e-5 * abs(w), f"step {step}: loss {g!r} on 4 ranks vs {w!r} in 1 process"
+    for rank_result in got:
+        for name, value in want["params"].items():
+            torch.testing.assert_close(rank_result["params"][name], value, rtol=1e-5, atol=1e-6,
+                                       msg=lambda m: f"rank {rank_result['rank']} parameter {name}: {m}")
+
+
+@pytest.fixture(scope="module")
+def one_process(gloo_pool, tiny_dataset, tmp_path_factory) -> dict:
+    run = tiny_run(tiny_dataset, tmp_path_factory.mktemp("one"), "parallel.nprocs=1", "parallel.max_tokens_per_rank=null")
+    return gloo_pool(1).run(train_on_rank, run)[0]
+
+
+@pytest.fixture(scope="module")
+def dynamic_four(gloo_pool, tiny_dataset, tmp_path_factory) -> list[dict]:
+    run = tiny_run(tiny_dataset, tmp_path_factory.mktemp("dynamic"), "parallel=dynamic", "parallel.planner=milp")
+    return gloo_pool(4).run(train_on_rank, run)
+
+
+def test_dynamic_plans_on_4_ranks_match_one_process(dynamic_four, one_process):
+    assert sorted(dynamic_four[0]["losses"]) == [1, 2, 3, 4]
+    _assert_same_training(dynamic_four, one_process, steps=[1, 2, 3, 4])
+
+
+def test_static_mesh_on_4_ranks_matches_one_process(gloo_pool, tiny_dataset, tmp_path, one_process):
+    run = tiny_run(tiny_dataset, tmp_path, "parallel=static", "parallel.cp=2", "parallel.static_kind=ulysses")
+    _assert_same_training(gloo_pool(4).run(train_on_rank, run), one_process, steps=[1, 2, 3, 4])
+
+
+def test_stop_file_then_resume_continues_like_the_uninterrupted_run(gloo_pool, tiny_dataset, tmp_path, dynamic_four):
+    run = tiny_run(tiny_dataset, tmp_path, "parallel=dynamic", "parallel.planner=milp")
+    (tmp_path / "STOP").touch()
+    stopped = gloo_pool(4).run(train_on_rank, run)
+    assert [r["preempted"] for r in stopped] == [True] * 4
+    assert (tmp_path / "PREEMPTED").read_text().strip() == "1"
+    assert (tmp_path / "checkpoints" / "step_1" / ".metadata").is_file()
+    (tmp_path / "STOP").unlink()
+    resumed = gloo_pool(4).run(train_on_rank, run)
+    assert sorted(resumed[0]["losses"]) == [2, 3, 4], resumed[0]["losses"]
+    assert not (tmp_path / "PREEMPTED").exists()
+    _assert_same_training(resumed, dynamic_four[0], steps=[2, 3, 4])
