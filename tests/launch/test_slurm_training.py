@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -34,16 +35,18 @@ def _losses(run_dir: Path) -> dict[int, float]:
 
 def _preempt_mid_run(cluster, job_id: str, run_dir: Path) -> int:
     """USR2 to the batch shell once the trainer's tracker is up; release the requeued job;
-    return the step the trainer stopped after."""
+    return the step the trainer stopped after (from the batch log)."""
     cluster.wait_until(lambda: (run_dir / "wandb").exists() or cluster.job_state(job_id) not in ("PENDING", "RUNNING"),
                        JOB_TIMEOUT_S, f"job {job_id} to start training")
     assert cluster.job_state(job_id) == "RUNNING", f"job {job_id} ended before it could be preempted"
     subprocess.run(["scancel", "--signal=USR2", "--batch", job_id], check=True, timeout=30)
     cluster.wait_until(lambda: "Restarts=1" in cluster.scontrol("show", "job", job_id, "-o")
-                       and cluster.job_state(job_id) == "PENDING", JOB_TIMEOUT_S, f"job {job_id} to be requeued")
-    stopped_after = int((run_dir / "PREEMPTED").read_text())  # the restart deletes it
-    cluster.scontrol("update", f"jobid={job_id}", "StartTime=now")  # SLURM holds a requeued job ~2 min otherwise
-    return stopped_after
+                       and cluster.job_state(job_id) not in ("REQUEUED", "COMPLETING"),
+                       JOB_TIMEOUT_S, f"job {job_id} to be requeued")
+    if cluster.job_state(job_id) == "PENDING":  # SLURM holds a requeued job ~2 min; release it now
+        cluster.scontrol("update", f"jobid={job_id}", "StartTime=now")
+    batch_log = next((run_dir / "logs").glob("slurm-*.out")).read_text()
+    return int(re.search(r"trainer stopped after step (\d+)", batch_log).group(1))
 
 
 @pytest.fixture(scope="module")
