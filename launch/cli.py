@@ -27,7 +27,7 @@ _USER_ERRORS = (LauncherConfigError, OverrideError, ConfigResolutionError, JobDi
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="longctx launch", description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="longctx launch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_ in (("slurm", "submit an sbatch job"), ("local", "run on this machine (torchrun --standalone)")):
