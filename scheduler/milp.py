@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,8 +86,10 @@ def make_solver(name: str, time_limit_s: float):
     if name == "highs":
         solver = _HighsWithStart(msg=False, timeLimit=time_limit_s, threads=1, random_seed=0)
     else:
-        solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, warmStart=True,
-                                   options=["randomSeed 1", "randomCbcSeed 1"])
+        with warnings.catch_warnings():  # PuLP 3.3 deprecates the bundled CBC; it is still the one shipped
+            warnings.simplefilter("ignore", DeprecationWarning)
+            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, warmStart=True,
+                                       options=["randomSeed 1", "randomCbcSeed 1"])
     if not solver.available():
         raise SolverUnavailable(f"solver {name!r} ({type(solver).__name__}) is not available on this machine")
     return solver
@@ -128,18 +131,19 @@ def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: 
     column = {int(i): j for j, i in enumerate(np.flatnonzero(long_mask))}
 
     prob = pulp.LpProblem("longctx_shapes", pulp.LpMinimize)
-    step = pulp.LpVariable("step_ms", lowBound=lower_bound)
+    step = prob.add_variable("step_ms", lower_bound, None)
     area_terms, conc_terms = [], {j: [] for j in range(1, CONCURRENCY_LEVELS + 1)}
     pairs = []  # (bucket, shape index, y var)
-    timed = []  # (size, worst time, z var) of pairs that need time <= step
+    switches = {}  # (bucket, shape index) -> z var, for pairs that need time <= step
+    step_rows = []  # (expression, multiplier): expression <= multiplier * step
+    timed = []
     for b, members in enumerate(buckets):
         cols = [column[int(i)] for i in members]
         worst = table.time_ms[:, cols].max(axis=1)  # the longest member's time per shape
         mean = table.time_ms[:, cols].mean(axis=1)
-        candidates = _pareto(worst, worst * np.array([sh.size for sh in shapes]))
         ys = []
-        for k in candidates:
-            y = pulp.LpVariable(f"y_{b}_{k}", lowBound=0, upBound=len(members), cat="Integer")
+        for k in _pareto(worst, worst * np.array([sh.size for sh in shapes])):
+            y = prob.add_variable(f"y_{b}_{k}", 0, len(members), cat="Integer")
             ys.append(y)
             pairs.append((b, k, y))
             size = shapes[k].size
@@ -148,20 +152,20 @@ def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: 
                 if size * (j + 1) > n:
                     conc_terms[j].append(float(mean[k]) * y)
             if worst[k] > smallest_target:
-                z = pulp.LpVariable(f"z_{b}_{k}", cat="Binary")
+                z = switches[(b, k)] = prob.add_variable(f"z_{b}_{k}", 0, 1, cat="Integer")
                 prob += y <= len(members) * z
                 timed.append((size, float(worst[k]), z))
         prob += pulp.lpSum(ys) == len(members)
     serial = pulp.lpSum(conc_terms[1])  # groups over half the cluster run one after another
     for size, worst_ms, z in timed:
-        prob += worst_ms * z + (serial if 2 * size <= n else 0) <= step
-    prob += short_work + pulp.lpSum(area_terms) <= n * step
-    for j, terms in conc_terms.items():
-        if terms:
-            prob += pulp.lpSum(terms) <= j * step
+        step_rows.append((worst_ms * z + (serial if 2 * size <= n else 0), 1))
+    step_rows.append((short_work + pulp.lpSum(area_terms), n))
+    step_rows.extend((pulp.lpSum(terms), j) for j, terms in conc_terms.items() if terms)
+    for expression, multiplier in step_rows:
+        prob += expression <= multiplier * step
     prob += step + WORK_TIE_BREAK * pulp.lpSum(area_terms) / n
 
-    _set_start(prob, buckets, pairs, shapes, start, step)
+    _set_start(buckets, pairs, switches, step_rows, shapes, start, step)
     solver_obj = make_solver(solver, time_limit_s)
     try:
         prob.solve(solver_obj)
@@ -186,30 +190,23 @@ def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: 
     return MilpOutcome(choice, "time limit reached, best incumbent used" if hit_limit else status, step.value())
 
 
-def _set_start(prob, buckets, pairs, shapes, start: dict[int, GroupShape], step) -> None:
+def _set_start(buckets, pairs, switches, step_rows, shapes, start: dict[int, GroupShape], step) -> None:
     """Initial values from the greedy's shapes; skipped when a greedy shape is not a candidate."""
     counts: dict[tuple[int, GroupShape], int] = {}
     for b, members in enumerate(buckets):
-        for i in members:
-            key = (b, start.get(int(i), LOCAL))
+        for i in members.tolist():
+            key = (b, start.get(i, LOCAL))
             counts[key] = counts.get(key, 0) + 1
     known = {(b, shapes[k]) for b, k, _ in pairs}
     if any(key not in known for key in counts):
         return
     for b, k, y in pairs:
-        y.setInitialValue(counts.get((b, shapes[k]), 0))
-    for var in prob.variables():
-        if var.name.startswith("z_"):
-            _, b, k = var.name.split("_")
-            var.setInitialValue(1 if counts.get((int(b), shapes[int(k)]), 0) else 0)
-    # the start's step time: the largest constraint left side, so the start is feasible
-    values = {v.name: v.varValue for v in prob.variables() if v is not step}
-    needed = 0.0
-    for constraint in prob.constraints.values():
-        coeff = constraint.get(step, 0.0)
-        if coeff < 0:
-            lhs = sum(c * values[v.name] for v, c in constraint.items() if v is not step) + constraint.constant
-            needed = max(needed, lhs / -coeff)
+        count = counts.get((b, shapes[k]), 0)
+        y.setInitialValue(count)
+        if (b, k) in switches:
+            switches[(b, k)].setInitialValue(1 if count else 0)
+    # the start's step time: the tightest of the rows bounding it, so the start is feasible
+    needed = max(pulp.value(expression) / multiplier for expression, multiplier in step_rows)
     step.setInitialValue(max(needed * (1 + 1e-9), step.lowBound))
 
 
