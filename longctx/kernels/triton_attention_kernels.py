@@ -47,6 +47,29 @@ def _store_rows(ptr, value, rows, row_ok, stride_t, head, stride_h, offs_d, HEAD
 
 
 @triton.jit
+def _visible_keys(KDoc, KPos, cols, col_ok, q_doc, q_pos):
+    """Mask `[M, N]`: query row i sees key column j (keys outside `col_ok` are never seen)."""
+    k_doc = tl.load(KDoc + cols, mask=col_ok, other=-2)
+    k_pos = tl.load(KPos + cols, mask=col_ok, other=0)
+    return (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
+
+
+@triton.jit
+def _whole_tiles_end(start, full_end, BLOCK: tl.constexpr):
+    """End of the whole BLOCK-sized tiles inside the fully visible range [start, full_end)."""
+    return start + (full_end - start) // BLOCK * BLOCK
+
+
+@triton.jit
+def _query_tile(Nq, GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr):
+    """(tile, head, kv_head, rows, row_ok, offs_d) of a (query tiles, Hq) program, heaviest (latest) tiles first."""
+    tile = tl.num_programs(0) - 1 - tl.program_id(0)
+    head = tl.program_id(1)
+    rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+    return tile, head, head // GROUP, rows, rows < Nq, tl.arange(0, BLOCK_D)
+
+
+@triton.jit
 def _fwd_tile(acc, m_i, l_i, q, k, v, visible, qk_scale_log2, MASKED: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """One online-softmax step over a key tile; returns the updated (acc, m_i, l_i)."""
     s2 = _dot(q, tl.trans(k), DOT_PRECISION) * qk_scale_log2
@@ -73,12 +96,7 @@ def attention_fwd_kernel(
 
     Keys [KStart, KFullEnd) are fully visible to the tile, [KFullEnd, KEnd) partly.
     """
-    tile = tl.num_programs(0) - 1 - tl.program_id(0)  # heaviest (latest) tiles first
-    head = tl.program_id(1)
-    kv_head = head // GROUP
-    rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < Nq
-    offs_d = tl.arange(0, BLOCK_D)
+    tile, head, kv_head, rows, row_ok, offs_d = _query_tile(Nq, GROUP, BLOCK_M, BLOCK_D)
     q = _load_rows(Q, rows, row_ok, stride_qt, head, stride_qh, offs_d, HEAD_DIM)
     q_doc = tl.load(QDoc + rows, mask=row_ok, other=-1)
     q_pos = tl.load(QPos + rows, mask=row_ok, other=-1)
@@ -87,7 +105,7 @@ def attention_fwd_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     k_start, k_end = tl.load(KStart + tile), tl.load(KEnd + tile)
-    full_stop = k_start + (tl.load(KFullEnd + tile) - k_start) // BLOCK_N * BLOCK_N  # whole full tiles only
+    full_stop = _whole_tiles_end(k_start, tl.load(KFullEnd + tile), BLOCK_N)
     for col0 in range(k_start, full_stop, BLOCK_N):
         cols = col0 + tl.arange(0, BLOCK_N)
         k = _load_rows(K, cols, cols < k_end, stride_kt, kv_head, stride_kh, offs_d, HEAD_DIM)
@@ -96,9 +114,7 @@ def attention_fwd_kernel(
     for col0 in range(full_stop, k_end, BLOCK_N):
         cols = col0 + tl.arange(0, BLOCK_N)
         col_ok = cols < k_end
-        k_doc = tl.load(KDoc + cols, mask=col_ok, other=-2)
-        k_pos = tl.load(KPos + cols, mask=col_ok, other=0)
-        visible = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
+        visible = _visible_keys(KDoc, KPos, cols, col_ok, q_doc, q_pos)
         if tl.max(visible.to(tl.int32)) > 0:
             k = _load_rows(K, cols, col_ok, stride_kt, kv_head, stride_kh, offs_d, HEAD_DIM)
             v = _load_rows(V, cols, col_ok, stride_vt, kv_head, stride_vh, offs_d, HEAD_DIM)
@@ -221,12 +237,7 @@ def attention_bwd_dq_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     """Grid (query tiles, Hq). Writes dQ `[Nq, Hq, D]`; key ranges as in the forward kernel."""
-    tile = tl.num_programs(0) - 1 - tl.program_id(0)
-    head = tl.program_id(1)
-    kv_head = head // GROUP
-    rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < Nq
-    offs_d = tl.arange(0, BLOCK_D)
+    tile, head, kv_head, rows, row_ok, offs_d = _query_tile(Nq, GROUP, BLOCK_M, BLOCK_D)
     q = _load_rows(Q, rows, row_ok, stride_qt, head, stride_qh, offs_d, HEAD_DIM)
     do = _load_rows(dOut, rows, row_ok, stride_dt, head, stride_dh, offs_d, HEAD_DIM)
     num_heads = tl.num_programs(1)
@@ -237,7 +248,7 @@ def attention_bwd_dq_kernel(
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     k_start, k_end = tl.load(KStart + tile), tl.load(KEnd + tile)
-    full_stop = k_start + (tl.load(KFullEnd + tile) - k_start) // BLOCK_N * BLOCK_N
+    full_stop = _whole_tiles_end(k_start, tl.load(KFullEnd + tile), BLOCK_N)
     for col0 in range(k_start, full_stop, BLOCK_N):
         cols = col0 + tl.arange(0, BLOCK_N)
         dq = _dq_tile(dq, q, do, lse2, delta, K, V, cols, cols < k_end, kv_head, stride_kt, stride_kh,
@@ -245,9 +256,7 @@ def attention_bwd_dq_kernel(
     for col0 in range(full_stop, k_end, BLOCK_N):
         cols = col0 + tl.arange(0, BLOCK_N)
         col_ok = cols < k_end
-        k_doc = tl.load(KDoc + cols, mask=col_ok, other=-2)
-        k_pos = tl.load(KPos + cols, mask=col_ok, other=0)
-        visible = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
+        visible = _visible_keys(KDoc, KPos, cols, col_ok, q_doc, q_pos)
         if tl.max(visible.to(tl.int32)) > 0:
             dq = _dq_tile(dq, q, do, lse2, delta, K, V, cols, col_ok, kv_head, stride_kt, stride_kh,
                           stride_vt, stride_vh, offs_d, visible, qk_scale_log2, HEAD_DIM, True, DOT_PRECISION)
