@@ -29,15 +29,15 @@ def render_local_script(spec: JobSpec, workdir: Path) -> str:
         "RC=0",
     ]
     for run_dir, args in zip(spec.run_dirs, spec.run_args):
-        node = [
-            quote(cfg.python or sys.executable), "-m", "longctx.launch.node", "--standalone",
-            f"--module={quote(cfg.module)}", f"--nproc-per-node={quote(cfg.procs_per_node)}",
-            f"--rdzv-timeout={quote(cfg.rdzv_timeout)}", f"--log-dir={quote(run_dir / 'logs' / 'ranks-local')}",
-            "--", *(quote(a) for a in cfg.args), *(quote(a) for a in args),
-        ]  # fmt: skip
+        groups = [
+            [quote(cfg.python or sys.executable), "-m longctx.launch.node --standalone", f"--module={quote(cfg.module)}"],
+            [f"--nproc-per-node={quote(cfg.procs_per_node)}", f"--rdzv-timeout={quote(cfg.rdzv_timeout)}"],
+            [f"--log-dir={quote(run_dir / 'logs' / 'ranks-local')}"],
+            ["--", *(quote(a) for a in cfg.args), *(quote(a) for a in args)],
+        ]
         lines += [
             f"mkdir -p {quote(run_dir / 'logs')}",
-            " \\\n  ".join(node) + f" 2>&1 | tee -a {quote(run_dir / 'logs' / 'local.out')}",
+            " \\\n  ".join(" ".join(g) for g in groups) + f" 2>&1 | tee -a {quote(run_dir / 'logs' / 'local.out')}",
             'STEP_RC=${PIPESTATUS[0]}; [ "$STEP_RC" = 0 ] || RC=$STEP_RC',
         ]
     lines.append('exit "$RC"')
