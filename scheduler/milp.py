@@ -9,7 +9,7 @@ Model (PuLP; HiGHS by default, CBC as the alternative):
   `BUCKET_RATIO`); a bucket's time on a shape is its longest member's (so a
   plan that meets the model meets it for every member).
 - Per bucket b, the candidate shapes k are the Pareto front of (time, work)
-  that fit in memory. Integer ``y[b,k]`` counts the bucket's sequences on
+  that fit in memory, plus the shapes the start gives its members. Integer ``y[b,k]`` counts the bucket's sequences on
   shape k (sum_k y[b,k] = n_b); binary ``z[b,k]`` marks a used pair whose time
   exceeds the greedy's smallest target, forcing ``time[b,k] <= M`` — and,
   for a group of at most half the cluster, ``time[b,k] + S <= M`` where S is
@@ -137,12 +137,15 @@ def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: 
     switches = {}  # (bucket, shape index) -> z var, for pairs that need time <= step
     step_rows = []  # (expression, multiplier): expression <= multiplier * step
     timed = []
+    index_of = {shape: k for k, shape in enumerate(shapes)}
     for b, members in enumerate(buckets):
         cols = [column[int(i)] for i in members]
         worst = table.time_ms[:, cols].max(axis=1)  # the longest member's time per shape
         mean = table.time_ms[:, cols].mean(axis=1)
         ys = []
-        for k in _pareto(worst, worst * np.array([sh.size for sh in shapes])):
+        started = {index_of[start.get(i, LOCAL)] for i in members.tolist() if start.get(i, LOCAL) in index_of}
+        front = set(_pareto(worst, worst * np.array([sh.size for sh in shapes])))
+        for k in sorted(front | {k for k in started if np.isfinite(worst[k])}):
             y = prob.add_variable(f"y_{b}_{k}", 0, len(members), cat="Integer")
             ys.append(y)
             pairs.append((b, k, y))
