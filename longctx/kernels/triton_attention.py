@@ -146,6 +146,14 @@ def _int32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.int32).contiguous()
 
 
+def _next_power_of_2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _dot_precision(device: torch.device, dtype: torch.dtype) -> str:
     """IEEE fp32 dots for fp32 inputs; bf16 on the CPU interpreter multiplies in fp32 (see `_dot`)."""
     if dtype == torch.float32:
@@ -165,10 +173,6 @@ def kernel_meta(device: torch.device, dtype: torch.dtype, head_dim: int, group: 
         num_stages=cfg.num_stages,
     )
     return meta, cfg
-
-
-def _next_power_of_2(n: int) -> int:
-    return 1 << (n - 1).bit_length()
 
 
 def forward(q, k, v, q_doc, q_pos, k_doc, k_pos, softmax_scale):
@@ -241,7 +245,3 @@ def backward(dout, q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, softmax_scale)
         BLOCK_M=cfg.dq_m, BLOCK_N=cfg.dq_n, **meta,
     )
     return dq, dk, dv
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
