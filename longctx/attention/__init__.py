@@ -5,7 +5,7 @@
 q `[local_tokens, Hq, D]`, k/v `[local_tokens, Hkv, D]` are this rank's zigzag
 shard (`ZigzagSharding(cu_seqlens, group_size).shard(x, group_rank)`) of a
 packed batch whose global document boundaries are `cu_seqlens` (`[docs + 1]`,
-starting at 0, strictly increasing, the same on every rank of `group`).
+starting at 0, strictly increasing, the same on every rank of `group`: checked).
 Attention is causal inside each document and never crosses documents; GQA
 needs Hq % Hkv == 0. The result `[local_tokens, Hq, D]` has q's dtype and
 autograd flows to q, k and v. Every rank of `group` must make the same call.
@@ -21,7 +21,8 @@ softmax_scale defaults to 1/sqrt(D). backend names a local kernel from
 `longctx.attention.backends` ("auto": triton on CUDA when available, else
 reference).
 
-Bad input raises `AttentionInputError` (a ValueError) before any communication.
+Bad input raises `AttentionInputError` (a ValueError) on every rank of the group
+before any attention communication.
 """
 from __future__ import annotations
 
@@ -39,9 +40,11 @@ from longctx.attention.validation import (
     KINDS,
     AttentionInputError,
     check_kind,
+    check_kind_name,
     check_local_tokens,
     check_tensors,
 )
+from longctx.attention.validation import agree_across_group
 
 __all__ = [
     "KINDS",
@@ -84,27 +87,43 @@ def plan_attention(
     kind: str = "local", group: dist.ProcessGroup | None = None, ulysses_degree: int | None = None,
     softmax_scale: float | None = None, backend: str = "auto", traffic: TrafficCounter | None = None,
 ) -> HybridPlan:
-    """Validate one call of `context_parallel_attention` and build its plan (no communication).
+    """Validate one call of `context_parallel_attention` and build its plan.
+
+    On a group of more than one rank the only communication is one tiny
+    all_gather (`validation.agree_across_group`) so that bad input on any rank
+    raises on every rank instead of leaving peers blocked; a plan can be reused
+    for every layer of a step (`run_planned`).
 
     `traffic`, when given, accumulates the bytes this rank sends.
     """
+    check_kind_name(kind)
     if group is None and kind != "local":
         if not dist.is_initialized():
             raise AttentionInputError(f"kind={kind!r} needs a process group; torch.distributed is not initialized")
         group = dist.group.WORLD
     size = 1 if group is None else dist.get_world_size(group)
     rank = 0 if group is None else dist.get_rank(group)
-    check_kind(kind, size, ulysses_degree)
-    check_tensors(q, k, v)
-    sharding = ZigzagSharding(cu_seqlens, size)
-    check_local_tokens(q.shape[0], sharding.num_tokens(rank), rank, size, sharding.total_tokens)
-    degree = _ulysses_degree(kind, size, ulysses_degree, k.shape[1])
-    scale = q.shape[2] ** -0.5 if softmax_scale is None else float(softmax_scale)
-    if not scale > 0:
-        raise AttentionInputError(f"softmax_scale={softmax_scale} must be a positive number (or None)")
+    error, sharding, cu = None, None, None
+    try:
+        check_kind(kind, size, ulysses_degree)
+        check_tensors(q, k, v)
+        sharding = ZigzagSharding(cu_seqlens, size)
+        cu = sharding.cu_seqlens
+        check_local_tokens(q.shape[0], sharding.num_tokens(rank), rank, size, sharding.total_tokens)
+        degree = _ulysses_degree(kind, size, ulysses_degree, k.shape[1])
+        scale = q.shape[2] ** -0.5 if softmax_scale is None else float(softmax_scale)
+        if not scale > 0:
+            raise AttentionInputError(f"softmax_scale={softmax_scale} must be a positive number (or None)")
+        kernel = get_backend(backend, q.device)
+    except (AttentionInputError, BackendUnavailableError) as exc:
+        error = exc
+    if size > 1:
+        agree_across_group(group, q.device, error, cu)
+    elif error is not None:
+        raise error
     return HybridPlan(
         sharding=sharding, rank=rank, ulysses_degree=degree, num_q_heads=q.shape[1], num_kv_heads=k.shape[1],
-        backend=get_backend(backend, q.device), softmax_scale=scale, group=group, traffic=traffic,
+        backend=kernel, softmax_scale=scale, group=group, traffic=traffic,
     )
 
 

@@ -46,10 +46,15 @@ def check_cu_seqlens(cu_seqlens: torch.Tensor | Sequence[int]) -> torch.Tensor:
     return cu
 
 
-def check_kind(kind: str, group_size: int, ulysses_degree: int | None) -> None:
-    """Check `kind` and, for hybrid, that `ulysses_degree` divides the group size."""
+def check_kind_name(kind: str) -> None:
+    """Check that `kind` is one of `KINDS`."""
     if kind not in KINDS:
         raise AttentionInputError(f"kind={kind!r} is unknown; choose one of {KINDS}")
+
+
+def check_kind(kind: str, group_size: int, ulysses_degree: int | None) -> None:
+    """Check `kind` against the group size and that `ulysses_degree` divides the group size."""
+    check_kind_name(kind)
     if kind == "local" and group_size != 1:
         raise AttentionInputError(
             f"kind='local' needs a group of one rank; got a group of {group_size}; use kind='ring', "
@@ -97,4 +102,35 @@ def check_local_tokens(n_local: int, expected: int, rank: int, group_size: int, 
             f"(total {total} tokens) over a group of {group_size} gives this rank {expected}; shard the "
             f"batch with ZigzagSharding(cu_seqlens, {group_size}).shard(x, {rank}) for this group, and check "
             f"that cu_seqlens[-1] is the global token count"
+        )
+
+
+def agree_across_group(group, device: torch.device, error: Exception | None,
+                       cu_seqlens: torch.Tensor | None) -> None:
+    """Make every rank of `group` raise when any rank's input is bad (one tiny all_gather).
+
+    Some bad input is visible on only some ranks (a wrong `cu_seqlens[-1]` can
+    leave one rank's shard size unchanged); raising there alone would leave the
+    other ranks blocked in the attention's communication. Every rank shares
+    [its own check failed, a fingerprint of cu_seqlens]; a failing rank raises
+    its own error, the others an error naming the failing ranks, and a
+    `cu_seqlens` that differs between ranks is an error everywhere.
+    """
+    import torch.distributed as dist
+
+    fingerprint = 0.0
+    if cu_seqlens is not None:
+        weights = torch.arange(1, cu_seqlens.numel() + 1, dtype=torch.float64)
+        fingerprint = float((cu_seqlens.double() * weights).sum()) + cu_seqlens.numel()
+    mine = torch.tensor([float(error is not None), fingerprint], dtype=torch.float64, device=device)
+    everyone = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(everyone, mine, group=group)
+    if error is not None:
+        raise error
+    failed = [r for r, t in enumerate(everyone) if t[0] > 0]
+    if failed:
+        raise AttentionInputError(f"group ranks {failed} rejected their attention input (see their errors)")
+    if len({float(t[1]) for t in everyone}) > 1:
+        raise AttentionInputError(
+            "cu_seqlens differs between the ranks of the group; every rank must pass the same global boundaries"
         )
