@@ -18,7 +18,7 @@ from torch import nn
 
 from longctx.attention import context_parallel_attention
 from longctx.model.config import ModelConfig
-from longctx.model.layers import RMSNorm, SwiGLU
+from longctx.model.layers import RMSNorm, SwiGLU, at_least_fp32
 from longctx.model.rope import apply_rope, rope_tables
 
 
@@ -102,9 +102,9 @@ class Decoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, cu_seqlens: torch.Tensor | Sequence[int],
                 layout: AttentionLayout = LOCAL) -> torch.Tensor:
-        """Logits `[n, vocab]` (fp32) for this rank's tokens `[n]` at document positions `[n]`."""
+        """Logits `[n, vocab]` (at least fp32) for this rank's tokens `[n]` at document positions `[n]`."""
         cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_theta)
         x = self.embedding(tokens)
         for block in self.blocks:
             x = block(x, cos, sin, cu_seqlens, layout)
-        return self.head(self.norm(x)).float()
+        return at_least_fp32(self.head(self.norm(x)))

@@ -6,8 +6,13 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """`x` in fp32, or unchanged when it is already fp32 or wider (fp64 stays fp64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 class RMSNorm(nn.Module):
-    """``x / rms(x) * weight`` over the last dimension, computed in fp32, returned in x's dtype."""
+    """``x / rms(x) * weight`` over the last dimension, computed in (at least) fp32, returned in x's dtype."""
 
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -15,9 +20,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()).to(x.dtype)
+        wide = at_least_fp32(x)
+        normed = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * at_least_fp32(self.weight)).to(x.dtype)
 
 
 class SwiGLU(nn.Module):

@@ -13,6 +13,8 @@ from typing import Sequence
 import torch
 from torch.nn import functional as F
 
+from longctx.model.layers import at_least_fp32
+
 #: target id of positions that predict nothing
 IGNORE = -100
 
@@ -36,5 +38,5 @@ def step_loss(logits: torch.Tensor, targets: torch.Tensor, step_targets: int) ->
     """``sum CE(logits, targets) / step_targets`` over this shard's rows (`[n, vocab]`, `[n]`)."""
     if step_targets < 1:
         raise ValueError(f"step_loss: step_targets={step_targets}; a step needs at least one target token")
-    total = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum")
+    total = F.cross_entropy(at_least_fp32(logits), targets, ignore_index=IGNORE, reduction="sum")
     return total / step_targets

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from longctx.model.layers import at_least_fp32
+
 
 def rope_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables, each fp32 `[n, head_dim // 2]`, for integer `positions` `[n]`.
@@ -26,11 +28,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate `x` `[n, heads, head_dim]` by the tables `[n, head_dim // 2]` (half-split pairs).
 
     Channel i pairs with channel i + head_dim/2 (the Llama convention). The
-    rotation runs in fp32 and the result is cast back to x's dtype.
+    rotation runs in fp32 (fp64 inputs stay fp64) and the result is cast back to x's dtype.
     """
     half = x.shape[-1] // 2
-    x32 = x.float()
-    first, second = x32[..., :half], x32[..., half:]
+    wide = at_least_fp32(x)
+    first, second = wide[..., :half], wide[..., half:]
     cos, sin = cos[:, None, :], sin[:, None, :]
     rotated = torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
     return rotated.to(x.dtype)

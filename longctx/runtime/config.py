@@ -234,9 +234,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         cap = self.parallel.max_tokens_per_rank
-        if cap is not None and self.data.max_doc_tokens > cap * self.parallel.nprocs:
+        group = self.parallel.cp if self.parallel.mode == "static" else self.parallel.nprocs
+        if cap is not None and self.data.max_doc_tokens > cap * group:
             raise ConfigError(
-                f"data.max_doc_tokens={self.data.max_doc_tokens} does not fit {self.parallel.nprocs} ranks of "
+                f"data.max_doc_tokens={self.data.max_doc_tokens} does not fit a group of {group} ranks "
+                f"({'parallel.cp' if self.parallel.mode == 'static' else 'parallel.nprocs'}) of "
                 f"parallel.max_tokens_per_rank={cap} tokens; lower data.max_doc_tokens or raise the cap"
             )
         if self.optim.warmup_steps > self.train.steps:

@@ -18,18 +18,19 @@ def train_on_rank(run) -> dict:
         "losses": result.losses,
         "preempted": result.preempted,
         "params": {k: v.detach().clone() for k, v in result.model.state_dict().items()},
-        "kinds": sorted({k for m in result.metrics for k in [m.get("plan_waves")]}),
+        "waves": [m["plan_waves"] for m in result.metrics],
         "rank": dist.get_rank(),
     }
 
 
 def _assert_same_training(got: list[dict], want: dict, steps) -> None:
+    """Losses within 1e-5 relative; every rank's parameters within 1e-5 (weights are ~0.02 in size)."""
     for step in steps:
         g, w = got[0]["losses"][step], want["losses"][step]
         assert abs(g - w) <= 1e-5 * abs(w), f"step {step}: loss {g!r} on 4 ranks vs {w!r} in 1 process"
     for rank_result in got:
         for name, value in want["params"].items():
-            torch.testing.assert_close(rank_result["params"][name], value, rtol=1e-5, atol=1e-6,
+            torch.testing.assert_close(rank_result["params"][name], value, rtol=1e-5, atol=1e-5,
                                        msg=lambda m: f"rank {rank_result['rank']} parameter {name}: {m}")
 
 
@@ -51,7 +52,8 @@ def test_dynamic_plans_on_4_ranks_match_one_process(dynamic_four, one_process):
 
 
 def test_static_mesh_on_4_ranks_matches_one_process(gloo_pool, tiny_dataset, tmp_path, one_process):
-    run = tiny_run(tiny_dataset, tmp_path, "parallel=static", "parallel.cp=2", "parallel.static_kind=ulysses")
+    run = tiny_run(tiny_dataset, tmp_path, "parallel=static", "parallel.cp=2", "parallel.static_kind=ulysses",
+                   "parallel.max_tokens_per_rank=null")
     _assert_same_training(gloo_pool(4).run(train_on_rank, run), one_process, steps=[1, 2, 3, 4])
 
 
