@@ -10,7 +10,8 @@ the MILP) and ByteScale-style (greedy over ring groups of any size).
 Output under ``--out-dir`` (default benchmarks/results/scheduler/):
 ``scheduler_<tag>.json`` with one record per (workload, ranks, method, step):
 workload, ranks, tokens_per_step, method, step, step_time_ms, lower_bound_ms,
-solve_time_s, detail, commit, versions (and a header naming the machine and
+solve_time_s, detail, load_average_1m (the machine is shared: solve times
+grow with its load), commit, versions (and a header naming the machine and
 command); ``scheduler_<tag>.md`` with the summary table (medians over steps);
 ``scheduler_<tag>.png`` with speedup over static and gap to the bound.
 ``--quick`` runs a small sweep (8 and 64 ranks, one step) in well under two
@@ -167,7 +168,9 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.legend(fontsize=7)
     left.set_ylabel("speedup of longctx (x)")
     left.set_title("longctx speedup over best static DP x CP")
+    left.axhline(1.0, color="grey", linewidth=0.8)
     right.set_yscale("symlog", linthresh=1)
+    right.set_ylim(bottom=0)
     right.set_ylabel("gap to lower bound (%)")
     right.set_title("gap to the lower bound (median over steps)")
     fig.tight_layout()
@@ -192,7 +195,7 @@ def main(argv: list[str]) -> int:
             for step, lengths in enumerate(batches):
                 for result in run_methods(lengths, cluster, cost_model):
                     records.append({"workload": workload, "ranks": ranks, "tokens_per_step": budget, "step": step,
-                                    "sequences": len(lengths), **result,
+                                    "sequences": len(lengths), **result, "load_average_1m": os.getloadavg()[0],
                                     "commit": header["commit"], "versions": header["versions"]})
                 ours = records[-len(METHODS)]
                 print(f"{workload:>8} {ranks:>6} ranks step {step}: longctx {ours['step_time_ms']:.0f} ms, bound "

@@ -49,7 +49,7 @@ MAX_LONG = 2000
 #: candidates scheduled completely after ranking all by the placement estimate
 EXACT_CANDIDATES = 2
 #: local sequences per rank placed by exact LPT before batching takes over
-EXACT_LPT_PER_RANK = 4
+EXACT_LPT_PER_RANK = 2
 #: after that, batches of ranks/LPT_BATCH_DIVISOR sequences go to the earliest-free ranks
 LPT_BATCH_DIVISOR = 16
 
@@ -81,7 +81,7 @@ def place_multi_rank(jobs: list[Job], cluster: Cluster, record: bool = True) -> 
     and the placed groups (none when `record` is False, for estimates).
     """
     rpn = cluster.ranks_per_node
-    rows = [[0.0] * rpn for _ in range(cluster.num_nodes)]  # free time of every rank, by node
+    grid = np.zeros((cluster.num_nodes, rpn))  # free time of every rank, by node
     placed: list[_Placed] = []
     start_of_phase = 0
     while start_of_phase < len(jobs):
@@ -89,44 +89,48 @@ def place_multi_rank(jobs: list[Job], cluster: Cluster, record: bool = True) -> 
         end_of_phase = start_of_phase
         while end_of_phase < len(jobs) and jobs[end_of_phase].shape.size == d:
             end_of_phase += 1
+        phase = jobs[start_of_phase:end_of_phase]
         if d > rpn:
-            _place_node_groups(jobs[start_of_phase:end_of_phase], rows, rpn, placed if record else None)
+            _place_node_groups(phase, grid, placed if record else None)
         else:
-            _place_in_node_groups(jobs[start_of_phase:end_of_phase], rows, rpn, placed if record else None)
+            _place_in_node_groups(phase, grid, placed if record else None)
         start_of_phase = end_of_phase
-    return np.array(rows, dtype=np.float64).reshape(-1), placed
+    return grid.reshape(-1), placed
 
 
-def _place_node_groups(jobs: list[Job], rows: list[list[float]], rpn: int, placed: list[_Placed] | None) -> None:
+def _place_node_groups(jobs: list[Job], grid: np.ndarray, placed: list[_Placed] | None) -> None:
     """Groups of whole nodes: take the nodes that free up first."""
-    heap = [(max(row), n) for n, row in enumerate(rows)]
+    rpn = grid.shape[1]
+    heap = list(zip(grid.max(axis=1).tolist(), range(len(grid))))
     heapq.heapify(heap)
     for job in jobs:
         chosen = [heapq.heappop(heap) for _ in range(job.shape.size // rpn)]
         start = max(t for t, _ in chosen)
         end = start + job.duration_ms
         nodes = sorted(n for _, n in chosen)
+        grid[nodes] = end
         for n in nodes:
-            rows[n] = [end] * rpn
             heapq.heappush(heap, (end, n))
         if placed is not None:
             placed.append(_Placed(start, [n * rpn + r for n in nodes for r in range(rpn)], job.shape,
                                   list(job.sequences)))
 
 
-def _place_in_node_groups(jobs: list[Job], rows: list[list[float]], rpn: int, placed: list[_Placed] | None) -> None:
+def _place_in_node_groups(jobs: list[Job], grid: np.ndarray, placed: list[_Placed] | None) -> None:
     """Groups inside one node: the node where d ranks are free first; best-fit ranks within it."""
+    rpn = grid.shape[1]
     d = jobs[0].shape.size
-    heap = [(sorted(row)[d - 1], n) for n, row in enumerate(rows)]
+    heap = list(zip(np.sort(grid, axis=1)[:, d - 1].tolist(), range(len(grid))))
     heapq.heapify(heap)
     for job in jobs:
         start, n = heapq.heappop(heap)
-        row = rows[n]
+        row = grid[n].tolist()
         # best fit: the ready ranks that freed up last, so early-free ranks stay for others
         chosen = sorted(sorted((r for r in range(rpn) if row[r] <= start), key=lambda r: (-row[r], r))[:d])
         end = start + job.duration_ms
         for r in chosen:
             row[r] = end
+        grid[n] = row
         heapq.heappush(heap, (sorted(row)[d - 1], n))
         if placed is not None:
             placed.append(_Placed(start, [n * rpn + r for r in chosen], job.shape, list(job.sequences)))
@@ -162,10 +166,21 @@ def assign_local(free: np.ndarray, ids: np.ndarray, durations: np.ndarray) -> np
     step = max(1, len(free) // LPT_BATCH_DIVISOR)
     for begin in range(exact, len(ids), step):
         batch = durations[begin:begin + step]
-        ranks = np.argsort(free, kind="stable")[: len(batch)]
+        ranks = _earliest(free, len(batch))
         owner[begin:begin + len(batch)] = ranks
         free[ranks] += batch
     return owner
+
+
+def _earliest(free: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the `count` smallest entries of `free`, ascending, ties to the lower index."""
+    if count < len(free):
+        pool = np.argpartition(free, count - 1)[:count]
+        cut = free[pool].max()
+        pool = np.flatnonzero(free <= cut)  # every tie at the cut, so the choice never depends on partition order
+    else:
+        pool = np.arange(len(free))
+    return pool[np.lexsort((pool, free[pool]))][:count]
 
 
 def list_schedule(multi_jobs: list[Job], local_ids: np.ndarray, local_ms: np.ndarray,

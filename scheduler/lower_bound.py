@@ -81,21 +81,15 @@ def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bo
         return max(short_work / n, float(local_ms.max()))
     table = OptionTable.build(s[long_mask], all_shapes(cluster, cost_model), cluster, cost_model)
     low = max(float(table.fastest_ms().max()), crude)  # both are valid lower bounds
-    # per sequence: shapes by time, and the least work among the first k of them
-    order = np.argsort(table.time_ms.T, axis=1, kind="stable")
-    times = np.take_along_axis(table.time_ms.T, order, axis=1)
-    least_work = np.minimum.accumulate(np.take_along_axis(table.work.T, order, axis=1), axis=1)
-    rows = np.arange(len(times))
+    times, work = table.time_ms, table.work
 
     def feasible(m: float) -> bool:
-        within = (times <= m).sum(axis=1)
-        if (within == 0).any():
-            return False
-        return short_work + least_work[rows, within - 1].sum() <= n * m
+        least = np.where(times <= m, work, np.inf).min(axis=0)
+        return bool(np.isfinite(least).all()) and short_work + least.sum() <= n * m
 
     if feasible(low):
         return low
-    high = max(low, (short_work + least_work[:, -1].sum()) / n) * 2 + 1.0
+    high = max(low, (short_work + work.min(axis=0).sum()) / n) * 2 + 1.0
     while not feasible(high):
         high *= 2
     for _ in range(60):
@@ -104,6 +98,6 @@ def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bo
             high = mid
         else:
             low = mid
-        if high - low <= 1e-7 * high:
+        if high - low <= 1e-6 * high:
             break
     return low

@@ -20,6 +20,7 @@ sub-groups; a ring has ``ulysses_degree == 1``.
 from __future__ import annotations
 
 import json
+from itertools import chain
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -68,9 +69,8 @@ class Plan:
         wave, shapes are legal, and (when given) memory and node alignment are respected."""
         if self.world_size < 1:
             raise PlanInvalidError(f"Plan.world_size={self.world_size}: must be >= 1")
-        lengths = np.asarray(self.lengths, dtype=np.int64)
-        placed: list[np.ndarray] = []
-        where_of: list[tuple[int, int]] = []
+        placed: list[list[int]] = []
+        where_of: list[tuple[int, int, int]] = []  # (wave, group, group size)
         for w, wave in enumerate(self.waves):
             used: set[int] = set()
             for g, group in enumerate(wave.groups):
@@ -91,28 +91,38 @@ class Plan:
                     raise PlanInvalidError(f"{where}: {err}") from None
                 if ranks_per_node is not None:
                     _check_node_alignment(group.ranks, ranks_per_node, where)
-                seqs = np.asarray(group.sequences, dtype=np.int64)
-                bad = seqs[(seqs < 0) | (seqs >= len(self.lengths))]
-                if len(bad):
-                    raise PlanInvalidError(f"{where}: sequence index {bad[0]} outside 0..{len(self.lengths) - 1}")
-                if max_tokens_per_rank is not None and len(seqs):
-                    longest = int(lengths[seqs].max())
-                    if longest > max_tokens_per_rank * len(group.ranks):
-                        raise PlanInvalidError(
-                            f"{where}: a sequence of {longest} tokens exceeds the memory of "
-                            f"{len(group.ranks)} ranks ({max_tokens_per_rank} tokens per rank)"
-                        )
-                placed.append(seqs)
-                where_of.append((w, g))
-        times = np.bincount(np.concatenate(placed) if placed else np.zeros(0, np.int64), minlength=len(self.lengths))
+                placed.append(group.sequences)
+                where_of.append((w, g, len(group.ranks)))
+        self._check_sequences(placed, where_of, max_tokens_per_rank)
+        return self
+
+    def _check_sequences(self, placed: list[list[int]], where_of: list[tuple[int, int, int]],
+                         max_tokens_per_rank: int | None) -> None:
+        """Every sequence index valid and placed exactly once; memory per group (vectorised)."""
+        counts = np.array([len(seqs) for seqs in placed], dtype=np.int64)
+        seqs = np.fromiter(chain.from_iterable(placed), dtype=np.int64, count=int(counts.sum()))
+        owner = np.repeat(np.arange(len(placed)), counts)
+        bad = np.flatnonzero((seqs < 0) | (seqs >= len(self.lengths)))
+        if len(bad):
+            w, g, _ = where_of[owner[bad[0]]]
+            raise PlanInvalidError(f"wave {w} group {g}: sequence index {seqs[bad[0]]} outside 0..{len(self.lengths) - 1}")
+        times = np.bincount(seqs, minlength=len(self.lengths))
         if (times > 1).any():
             i = int(np.flatnonzero(times > 1)[0])
-            homes = [wg for wg, seqs in zip(where_of, placed) if i in seqs]
+            homes = [where_of[o][:2] for o in owner[seqs == i]]
             raise PlanInvalidError(f"sequence {i} is placed {times[i]} times, in (wave, group) {homes}")
         missing = np.flatnonzero(times == 0).tolist()
         if missing:
             raise PlanInvalidError(f"sequences {missing[:10]}{'...' if len(missing) > 10 else ''} are in no group")
-        return self
+        if max_tokens_per_rank is not None and len(seqs):
+            sizes = np.array([size for _, _, size in where_of], dtype=np.int64)[owner]
+            over = np.flatnonzero(np.asarray(self.lengths, dtype=np.int64)[seqs] > max_tokens_per_rank * sizes)
+            if len(over):
+                w, g, size = where_of[owner[over[0]]]
+                raise PlanInvalidError(
+                    f"wave {w} group {g}: a sequence of {self.lengths[seqs[over[0]]]} tokens exceeds the memory of "
+                    f"{size} ranks ({max_tokens_per_rank} tokens per rank)"
+                )
 
     # ---- views ----------------------------------------------------------------------------
     def groups(self):
