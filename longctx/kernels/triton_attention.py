@@ -16,8 +16,8 @@ precision (no TF32). Any head_dim 1..256 (padded to a power of two >= 16 in regi
 
 Key ranges per tile are found on the torch side (:mod:`longctx.kernels.tile_ranges`);
 tiles the mask empties are never computed. Kernels run on CUDA, or on CPU tensors
-under Triton's interpreter (``TRITON_INTERPRET=1`` set before the kernels are first
-imported), which the tests use.
+under Triton's interpreter (``TRITON_INTERPRET=1`` set before ``triton`` is first
+imported in the process), which the CPU tests use.
 """
 from __future__ import annotations
 
@@ -179,10 +179,10 @@ def forward(q, k, v, q_doc, q_pos, k_doc, k_pos, softmax_scale):
     """Return (out `[Nq, Hq, D]` in q's dtype, lse `[Nq, Hq]` fp32); see the module docstring."""
     _check_inputs(q, k, v, q_doc, q_pos, k_doc, k_pos, softmax_scale)
     n_q, hq, _ = q.shape
-    out = torch.zeros_like(q, memory_format=torch.contiguous_format)
-    lse = torch.full((n_q, hq), float("-inf"), dtype=torch.float32, device=q.device)
     if n_q == 0 or k.shape[0] == 0:
-        return out, lse
+        return torch.zeros_like(q), torch.full((n_q, hq), float("-inf"), dtype=torch.float32, device=q.device)
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)  # every row is written
+    lse = torch.empty((n_q, hq), dtype=torch.float32, device=q.device)
     kernels = _kernels(q.device)
     q, k, v = _rows_contiguous(q), _rows_contiguous(k), _rows_contiguous(v)
     q_doc, q_pos, k_doc, k_pos = _int32(q_doc), _int32(q_pos), _int32(k_doc), _int32(k_pos)
@@ -211,11 +211,9 @@ def backward(dout, q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, softmax_scale)
             raise ValueError(f"triton attention backward: {name} shape {list(t.shape)} != q shape {list(q.shape)}")
     if lse.shape != (n_q, hq):
         raise ValueError(f"triton attention backward: lse shape {list(lse.shape)} != [{n_q}, {hq}]")
-    dq = torch.zeros_like(q, memory_format=torch.contiguous_format)
-    dk = torch.zeros_like(k, memory_format=torch.contiguous_format)
-    dv = torch.zeros_like(v, memory_format=torch.contiguous_format)
     if n_q == 0 or n_k == 0:
-        return dq, dk, dv
+        return torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    dq, dk, dv = (torch.empty_like(t, memory_format=torch.contiguous_format) for t in (q, k, v))  # all written
     kernels = _kernels(q.device)
     q, k, v = _rows_contiguous(q), _rows_contiguous(k), _rows_contiguous(v)
     dout, out = _rows_contiguous(dout), _rows_contiguous(out)
