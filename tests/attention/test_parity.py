@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from longctx.attention.parity import ParityCase, reference_results, relative_errors, run_cases
+from longctx.attention.parity import PARITY_REL_TOL, ParityCase, reference_results, relative_errors, run_cases
 
-#: fp32 distributed vs fp32 single-process, relative (see module docstring)
-FP32_REL_TOL = 1e-5
+#: fp32 distributed vs fp32 single-process, relative (see module docstring): 1e-5
+FP32_REL_TOL = PARITY_REL_TOL
 #: bf16 distributed vs the fp32 reference on the same (bf16-rounded) inputs, relative (max norm)
 BF16_REL_TOL = 1e-2
 #: bf16 RMS relative error at ring size P may exceed the one at ring size 2 by at most this factor.
