@@ -10,7 +10,7 @@ which runs every `__post_init__` check and then the cross-group checks of
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -270,6 +270,8 @@ def to_run_config(config: DictConfig | dict) -> RunConfig:
     """Validated dataclasses from a composed config; raises ConfigError (or ModelConfigError) naming the field."""
     from omegaconf.errors import OmegaConfBaseException
 
+    _reject_unknown_keys(OmegaConf.to_container(OmegaConf.create(config) if isinstance(config, dict) else config),
+                         RunConfig, "")
     try:
         structured = OmegaConf.merge(OmegaConf.structured(RunConfig), config)
         return OmegaConf.to_object(structured)
@@ -278,6 +280,18 @@ def to_run_config(config: DictConfig | dict) -> RunConfig:
         if isinstance(cause, ValueError):
             raise cause from None
         raise ConfigError(f"config does not match the schema: {error}") from None
+
+
+def _reject_unknown_keys(values: Any, schema: type, prefix: str) -> None:
+    """ConfigError for a key the dataclass `schema` lacks (Hydra's `+group.key=...` would slip one in)."""
+    if not isinstance(values, dict):
+        return
+    known = {f.name: f for f in fields(schema)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{prefix}{key} is not a setting of {schema.__name__}; known: {sorted(known)}")
+        if is_dataclass(known[key].default_factory if known[key].default_factory is not MISSING else None):
+            _reject_unknown_keys(value, known[key].default_factory, f"{prefix}{key}.")
 
 
 def run_config_dict(run: RunConfig) -> dict:

@@ -1,0 +1,88 @@
+"""A hand-made plan whose waves move ranks between groups of every kind gives the single-process gradients."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from longctx.model import LOCAL, Decoder, ModelConfig, next_token_targets, step_loss
+from longctx.runtime.grad_sync import all_reduce_gradients
+from longctx.runtime.process_groups import ProcessGroupCache
+from longctx.runtime.step import micro_batches, run_plan
+from longctx.scheduler import Plan
+
+LENGTHS = [37, 64, 5, 120, 33, 80, 9, 50, 1]
+
+#: rank 0: ring {0,1} -> local -> hybrid {0..3} -> ring {0,2}; ranks 1 and 3 idle in the last wave;
+#: rank 2: ulysses {2,3} -> ring {1,2,3} (3 ranks) -> hybrid -> ring {0,2}; sequence 8 has one token (no target)
+SWITCHING_PLAN = {
+    "world_size": 4, "lengths": LENGTHS, "method": "hand-made",
+    "waves": [
+        {"groups": [{"ranks": [0, 1], "kind": "ring", "ulysses_degree": 1, "sequences": [0, 2]},
+                    {"ranks": [2, 3], "kind": "ulysses", "ulysses_degree": 2, "sequences": [1]}]},
+        {"groups": [{"ranks": [0], "kind": "local", "ulysses_degree": 1, "sequences": [4, 6, 8]},
+                    {"ranks": [1, 2, 3], "kind": "ring", "ulysses_degree": 1, "sequences": [3]}]},
+        {"groups": [{"ranks": [0, 1, 2, 3], "kind": "hybrid", "ulysses_degree": 2, "sequences": [5]}]},
+        {"groups": [{"ranks": [0, 2], "kind": "ring", "ulysses_degree": 1, "sequences": [7]}]},
+    ],
+}
+
+
+def _model_and_sequences() -> tuple[Decoder, list[torch.Tensor]]:
+    torch.manual_seed(0)
+    model = Decoder(ModelConfig())
+    generator = torch.Generator().manual_seed(1)
+    return model, [torch.randint(0, 257, (n,), generator=generator) for n in LENGTHS]
+
+
+def _single_process_gradients(model: Decoder, sequences: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    cu = [0, *torch.cumsum(torch.tensor(LENGTHS), 0).tolist()]
+    positions = torch.cat([torch.arange(n) for n in LENGTHS])
+    targets = next_token_targets(sequences)
+    loss = step_loss(model(torch.cat(sequences), positions, cu, LOCAL), targets, int((targets >= 0).sum()))
+    loss.backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters()}, float(loss.detach())
+
+
+def run_switching_plan() -> dict:
+    """On every rank: execute SWITCHING_PLAN, all-reduce, compare with the full single-process step."""
+    model, sequences = _model_and_sequences()
+    plan = Plan.from_dict(SWITCHING_PLAN).validate()
+    groups = ProcessGroupCache()
+    created = groups.prepare(plan)
+    again = groups.prepare(plan)
+    mine = run_plan(model, plan, sequences, dist.get_rank(), groups)
+    all_reduce_gradients(model.parameters())
+    loss = torch.tensor([mine.loss], dtype=torch.float64)
+    dist.all_reduce(loss)
+    got = {name: p.grad.clone() for name, p in model.named_parameters()}
+    want, want_loss = _single_process_gradients(model, sequences)
+    errors = {name: float((got[name] - want[name]).abs().max() / want[name].abs().max()) for name in want}
+    return {"created": created, "again": again, "waves": mine.waves, "loss": float(loss), "want_loss": want_loss,
+            "errors": errors}
+
+
+def test_waves_where_ranks_switch_groups_give_the_single_process_gradients(gloo_pool):
+    results = gloo_pool(4).run(run_switching_plan)
+    # distinct multi-rank tuples: (0,1) (0,2) (0,1,2,3) -> the world group, (1,2,3) (2,3)
+    assert [r["created"] for r in results] == [5] * 4 and [r["again"] for r in results] == [0] * 4
+    assert [r["waves"] for r in results] == [4, 3, 4, 3]  # rank 1 and rank 3 idle in the last wave
+    for rank, r in enumerate(results):
+        assert abs(r["loss"] - r["want_loss"]) <= 1e-5 * r["want_loss"], (rank, r["loss"], r["want_loss"])
+        worst = max(r["errors"].items(), key=lambda item: item[1])
+        assert worst[1] <= 1e-5, f"rank {rank}: gradient of {worst[0]} off by {worst[1]:.2e} of its largest entry"
+
+
+def test_micro_batches_never_exceed_the_groups_longest_sequence():
+    lengths = [10, 3, 4, 2, 9, 1]
+    assert micro_batches([0, 1, 2, 3, 4, 5], lengths) == [[0], [1, 2, 3], [4, 5]]
+    assert micro_batches([1, 3], lengths) == [[1], [3]]
+    assert micro_batches([], lengths) == []
+
+
+def test_process_group_cache_refuses_groups_it_was_not_prepared_for():
+    cache = ProcessGroupCache()
+    assert cache.get([3]) is None
+    with pytest.raises(KeyError, match=r"no group for ranks \[0, 1\]; call prepare\(plan\) on every rank first"):
+        cache.get([0, 1])
