@@ -142,7 +142,8 @@ def water_level_ms(free: np.ndarray, local_work_ms: float) -> float:
     filled = np.cumsum(levels)
     counts = np.arange(1, len(levels) + 1)
     need = levels * counts - filled  # work to lift the first k ranks to levels[k-1]
-    k = int(np.searchsorted(need, local_work_ms, side="right"))
+    local_work_ms = max(local_work_ms, 0.0)  # a difference of sums may round below zero
+    k = max(1, int(np.searchsorted(need, local_work_ms, side="right")))
     return float((local_work_ms + filled[k - 1]) / k)
 
 
