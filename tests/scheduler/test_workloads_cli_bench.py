@@ -49,7 +49,7 @@ def test_plan_cli_writes_json_and_prints_a_table(tmp_path, capsys):
     plan = Plan.from_json(out.read_text()).validate()
     assert plan.lengths == [1000, 20000, 300, 70000]
     printed = capsys.readouterr().out
-    assert "lower bound" in printed and "ulysses" in printed or "ring" in printed
+    assert "lower bound" in printed and ("ulysses" in printed or "ring" in printed), printed
 
 
 @pytest.mark.parametrize("args,message", [
