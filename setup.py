@@ -5,6 +5,10 @@ but install under the `longctx` namespace (`longctx.scheduler`, `longctx.launch`
 `longctx.benchmarks`), so no generic top-level module names leak into a user's
 environment. The mapping works for both `pip install .` and `pip install -e .`.
 """
+import importlib.util
+import os
+import sys
+
 from setuptools import find_packages, setup
 
 
@@ -23,6 +27,26 @@ package_dir.update(_namespaced("scheduler", "longctx.scheduler"))
 package_dir.update(_namespaced("launch", "longctx.launch"))
 package_dir.update(_namespaced("benchmarks", "longctx.benchmarks"))
 package_dir.update(_namespaced("configs", "longctx.configs"))
+package_dir["longctx.csrc"] = "csrc"  # ships the C++/CUDA sources for the JIT loader
+
+
+def _compiled_extensions() -> tuple[list, dict]:
+    """C++/CUDA ops, built ahead of time only with LONGCTX_BUILD_EXT=1.
+
+    torch must be importable at build time: `LONGCTX_BUILD_EXT=1 pip install
+    --no-build-isolation -e .`. Without the variable nothing is compiled and the
+    ops JIT-build on first request (or use their pure-torch fallbacks).
+    """
+    if os.environ.get("LONGCTX_BUILD_EXT") != "1":
+        return [], {}
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "longctx", "kernels", "extension.py")
+    spec = importlib.util.spec_from_file_location("_longctx_extension", path)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.setup_extensions()
+
+
+ext_modules, cmdclass = _compiled_extensions()
 
 setup(
     name="longctx",
@@ -31,7 +55,13 @@ setup(
     python_requires=">=3.10",
     packages=sorted(package_dir),
     package_dir=package_dir,
-    package_data={"longctx.configs": ["*.yaml", "*/*.yaml"], "longctx.launch": ["templates/*"]},
+    package_data={
+        "longctx.configs": ["*.yaml", "*/*.yaml"],
+        "longctx.launch": ["templates/*"],
+        "longctx.csrc": ["host/*.cpp", "cuda/*.cu", "cuda/*.cuh", "cuda/*.cpp", "README.md"],
+    },
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
     include_package_data=True,
     install_requires=[
         "torch==2.13.0",
