@@ -57,7 +57,6 @@ setup(
     package_dir=package_dir,
     package_data={
         "longctx.configs": ["*.yaml", "*/*.yaml"],
-        "longctx.launch": ["templates/*"],
         "longctx.csrc": ["host/*.cpp", "cuda/*.cu", "cuda/*.cuh", "cuda/*.cpp", "README.md"],
     },
     ext_modules=ext_modules,
