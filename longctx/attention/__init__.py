@@ -58,6 +58,7 @@ __all__ = [
     "plan_attention",
     "reference_backward",
     "reference_forward",
+    "run_planned",
 ]
 
 
