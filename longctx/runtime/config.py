@@ -69,6 +69,8 @@ class ParallelConfig:
     max_tokens_per_rank: int | None = None
     #: scheduler cost-model profile file (CostModel.from_profile); null: the default H100 profile
     cost_profile: str | None = None
+    #: keep saved activations in pinned host memory (CUDA only; a no-op on CPU, see runtime/offload.py)
+    offload_activations: bool = False
     #: local attention kernel ("auto", "reference", "sdpa", "flash_attn", "triton")
     attention_backend: str = "auto"
     #: peak dense FLOP/s per rank in TFLOP/s for MFU (989 = H100 SXM bf16 dense)

@@ -22,6 +22,7 @@ from torch import nn
 
 from longctx.attention import ZigzagSharding
 from longctx.model import AttentionLayout, count_targets, next_token_targets, step_loss
+from longctx.runtime.offload import activation_offload
 from longctx.runtime.process_groups import ProcessGroupCache
 from longctx.scheduler import Plan, PlanGroup
 
@@ -63,7 +64,7 @@ def group_of(plan_wave_groups: Sequence[PlanGroup], rank: int) -> PlanGroup | No
 
 def run_micro_batch(model: nn.Module, sequences: Sequence[torch.Tensor], group: PlanGroup, rank: int,
                     groups: ProcessGroupCache, step_targets: int, attention_backend: str,
-                    device: torch.device) -> tuple[float, int]:
+                    device: torch.device, offload: bool = False) -> tuple[float, int]:
     """Forward + backward of this rank's shard of the packed `sequences`; returns (loss share, tokens)."""
     lengths = torch.tensor([s.numel() for s in sequences], dtype=torch.int64)
     cu_seqlens = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(lengths, 0)])
@@ -75,18 +76,20 @@ def run_micro_batch(model: nn.Module, sequences: Sequence[torch.Tensor], group: 
     positions = sharding.positions(member).to(device)
     layout = AttentionLayout(kind=group.kind, group=groups.get(group.ranks),
                              ulysses_degree=group.ulysses_degree, backend=attention_backend)
-    loss = step_loss(model(tokens, positions, cu_seqlens, layout), targets, step_targets)
+    with activation_offload(offload, device):
+        loss = step_loss(model(tokens, positions, cu_seqlens, layout), targets, step_targets)
     loss.backward()
     return float(loss.detach()), int(index.numel())
 
 
 def run_plan(model: nn.Module, plan: Plan, sequences: Sequence[torch.Tensor], rank: int,
              groups: ProcessGroupCache, *, attention_backend: str = "auto",
-             device: torch.device | None = None) -> RankStepResult:
+             device: torch.device | None = None, offload: bool = False) -> RankStepResult:
     """Run `plan` on this rank; `sequences[i]` holds the tokens of sequence i (`[plan.lengths[i]]`).
 
     `groups.prepare(plan)` must have been called on every rank before. Gradients
     are accumulated into the parameters' ``.grad`` (zero them before the step).
+    `offload` keeps saved activations in host memory (see `longctx.runtime.offload`).
     """
     device = device or torch.device("cpu")
     if [int(s.numel()) for s in sequences] != list(plan.lengths):
@@ -100,7 +103,7 @@ def run_plan(model: nn.Module, plan: Plan, sequences: Sequence[torch.Tensor], ra
         started = time.perf_counter()
         for batch in micro_batches(group.sequences, plan.lengths):
             share, count = run_micro_batch(model, [sequences[i] for i in batch], group, rank, groups,
-                                           step_targets, attention_backend, device)
+                                           step_targets, attention_backend, device, offload)
             loss += share
             tokens += count
         busy += time.perf_counter() - started

@@ -28,6 +28,7 @@ from longctx.runtime.checkpoint import (
 from longctx.runtime.config import RunConfig, run_config_dict
 from longctx.runtime.grad_sync import all_reduce_gradients, clip_gradients
 from longctx.runtime.metrics import gather_rank_results, step_metrics
+from longctx.runtime.offload import offload_active
 from longctx.runtime.optim import make_optimizer
 from longctx.runtime.step_source import StepSource, make_planner, on_rank0
 from longctx.runtime.process_groups import ProcessGroupCache
@@ -102,6 +103,9 @@ def train(run: RunConfig) -> TrainResult:
 
     result = TrainResult(last_step=first_step, model=model)
     if first_step >= run.train.steps:
+        if rank == 0:
+            print(f"longctx train: {output_dir} already holds step {first_step} of train.steps={run.train.steps}; "
+                  "nothing to do (raise train.steps, or use a new train.output_dir or train.resume=never)")
         return result
     tracker = make_tracker(run.tracker.kind if rank == 0 else "none", output_dir=str(output_dir),
                            run_name=run.tracker.run_name, config=run_config_dict(run), mode=run.tracker.mode)
@@ -121,7 +125,8 @@ def train(run: RunConfig) -> TrainResult:
                 source.prefetch()
             optimizer.zero_grad(set_to_none=True)
             mine = run_plan(model, plan, current.sequences, rank, groups,
-                            attention_backend=run.parallel.attention_backend, device=device)
+                            attention_backend=run.parallel.attention_backend, device=device,
+                            offload=run.parallel.offload_activations)
             all_reduce_gradients(model.parameters())
             grad_norm = clip_gradients(model.parameters(), run.optim.grad_clip)
             lr = schedule.get_last_lr()[0]
@@ -130,6 +135,7 @@ def train(run: RunConfig) -> TrainResult:
             rows = gather_rank_results(mine, device)
             metrics = step_metrics(rows, plan, run.model, time.perf_counter() - started, grad_norm, lr,
                                    run.parallel.peak_tflops_per_rank)
+            metrics["activation_offload"] = float(offload_active(run.parallel.offload_activations, device))
             tracker.log(metrics, step)
             result.losses[step], result.last_step = metrics["loss"], step
             result.metrics.append(metrics)
