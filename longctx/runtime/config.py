@@ -44,7 +44,8 @@ class ParallelConfig:
 
     #: "dynamic": the scheduler plans every step's mesh; "static": a fixed DP x CP mesh
     mode: str = "dynamic"
-    #: local processes `longctx train` spawns when not under torchrun/srun (the world size)
+    #: local processes `longctx train` spawns when not under torchrun/srun (the world size); under
+    #: torchrun the world size is torchrun's and this value only enters config-time checks
     nprocs: int = 4
     #: torch.distributed backend: "auto" (nccl on CUDA, else gloo), "gloo", "nccl"
     backend: str = "auto"

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -57,3 +59,22 @@ def test_longctx_train_runs_end_to_end_with_the_wandb_offline_tracker(tiny_datas
     logged = {row["_step"]: row for row in rows if "loss" in row}
     assert sorted(logged) == [1, 2], rows
     assert logged[2]["loss"] == pytest.approx(final["loss"]) and logged[2]["tokens_per_s"] > 0
+
+
+def test_sigusr2_to_longctx_train_stops_all_ranks_after_a_checkpoint(tiny_dataset, tmp_path):
+    output_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "longctx.cli", "train", "experiment=smoke", f"data.path={tiny_dataset}",
+               "parallel.nprocs=2", "train.steps=50", "tracker=jsonl", f"train.output_dir={output_dir}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = output_dir / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGUSR2)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 0, stderr[-3000:]
+    stopped_at = int((output_dir / "PREEMPTED").read_text())
+    assert 1 <= stopped_at < 50
+    assert (output_dir / "checkpoints" / f"step_{stopped_at}" / ".metadata").is_file()
+    assert not (output_dir / "final_metrics.json").exists()
