@@ -3,13 +3,25 @@
 Attention runs through `longctx.attention.context_parallel_attention`, so the
 same model computes a local batch or one rank's shard of a ring / Ulysses /
 hybrid group.
-"""
-from longctx.model.config import ModelConfig, ModelConfigError, preset_names
-from longctx.model.decoder import LOCAL, AttentionLayout, Decoder
-from longctx.model.flops import FLOPS_CONVENTION, mfu, step_flops
-from longctx.model.loss import IGNORE, count_targets, next_token_targets, step_loss
 
-__all__ = [
-    "FLOPS_CONVENTION", "IGNORE", "LOCAL", "AttentionLayout", "Decoder", "ModelConfig",
-    "ModelConfigError", "count_targets", "preset_names", "mfu", "next_token_targets", "step_flops", "step_loss",
-]
+Names are imported on first use (PEP 562), so reading a `ModelConfig` (the
+Hydra schema does, e.g. in `longctx launch`) does not import torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ModelConfig": "config", "ModelConfigError": "config", "preset_names": "config",
+    "LOCAL": "decoder", "AttentionLayout": "decoder", "Decoder": "decoder",
+    "FLOPS_CONVENTION": "flops", "mfu": "flops", "step_flops": "flops",
+    "IGNORE": "loss", "count_targets": "loss", "next_token_targets": "loss", "step_loss": "loss",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'longctx.model' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"longctx.model.{_EXPORTS[name]}"), name)
