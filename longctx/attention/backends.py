@@ -56,10 +56,24 @@ def _triton_probe(device: torch.device) -> tuple[ModuleType | None, str | None]:
     return module, None
 
 
+def _self_probing(module_name: str) -> Callable[[torch.device], tuple[ModuleType | None, str | None]]:
+    """Probe for a backend module that says itself why it cannot run: `why_unavailable(device) -> str | None`."""
+
+    def probe(device: torch.device) -> tuple[ModuleType | None, str | None]:
+        module, why = _import(module_name)
+        if module is not None:
+            why = module.why_unavailable(device)
+        return (None, why) if why else (module, None)
+
+    return probe
+
+
 #: backend name -> probe(device) -> (module or None, reason it is unavailable)
 _REGISTRY: dict[str, Callable[[torch.device], tuple[ModuleType | None, str | None]]] = {
     "reference": _reference_probe,
     "triton": _triton_probe,
+    "sdpa": _self_probing("longctx.attention.sdpa_backend"),
+    "flash_attn": _self_probing("longctx.attention.flash_attn_backend"),
 }
 
 #: tried in order by backend="auto"; "reference" always works

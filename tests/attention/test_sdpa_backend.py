@@ -1,0 +1,126 @@
+"""The "sdpa" backend (torch's flash SDPA ops) equals the reference backend, and its block decomposition is exact.
+
+CPU runs torch's CPU flash op for real; CUDA cases are marked gpu. fp32,
+relative error ``max |got - want| / max |want|`` under `TOL`.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from longctx.attention import ZigzagSharding, context_parallel_attention, reference, sdpa_backend
+from longctx.attention.parity import (
+    PARITY_REL_TOL, ParityCase, _inputs, reference_results, relative_errors,
+)
+from longctx.attention.segments import attention_blocks
+
+TOL = PARITY_REL_TOL
+
+
+def _meta(lengths):
+    doc = torch.cat([torch.full((n,), i) for i, n in enumerate(lengths)])
+    pos = torch.cat([torch.arange(n) for n in lengths])
+    return doc, pos
+
+
+def _subset(doc, pos, gen, keep=0.6):
+    """A random (doc, pos)-sorted subset of a buffer: segments with arbitrary overlaps."""
+    picked = torch.rand(doc.numel(), generator=gen) < keep
+    return doc[picked], pos[picked]
+
+
+def _rel(a, b):
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) if b.numel() else 0.0
+
+
+def _zigzag_pairs():
+    """(q meta, k meta) of every ring block of a zigzag sharding over 3 ranks."""
+    sharding = ZigzagSharding([0, 1, 8, 308, 341], 3)
+    meta = [(sharding.doc_ids(r), sharding.positions(r)) for r in range(3)]
+    return [(meta[a], meta[b]) for a in range(3) for b in range(3)]
+
+
+def _layouts():
+    gen = torch.Generator().manual_seed(0)
+    doc, pos = _meta([1, 7, 30, 3])
+    empty = (doc[:0], pos[:0])
+    return [
+        ((doc, pos), (doc, pos)),                                    # aligned: one causal block per doc
+        ((doc, pos), (torch.cat([doc[1:8], doc[20:38]]), torch.cat([pos[1:8], pos[20:38]]))),
+        (_subset(doc, pos, gen), _subset(doc, pos, gen)),            # general overlaps
+        (_subset(doc, pos, gen, 0.3), _subset(doc, pos, gen, 0.8)),
+        ((doc[30:], pos[30:]), (doc[:25], pos[:25])),                # some rows see nothing
+        ((doc, pos), empty), (empty, (doc, pos)), (empty, empty),
+        *_zigzag_pairs(),
+    ]
+
+
+@pytest.mark.parametrize("layout", range(len(_layouts())))
+def test_blocks_cover_exactly_the_mask(layout):
+    (q_doc, q_pos), (k_doc, k_pos) = _layouts()[layout]
+    want = (q_doc[:, None] == k_doc[None, :]) & (k_pos[None, :] <= q_pos[:, None])
+    covered = torch.zeros(want.shape, dtype=torch.int64)
+    for b in attention_blocks(q_doc, q_pos, k_doc, k_pos):
+        n = b.q_end - b.q_start
+        assert not b.causal or n == b.k_end - b.k_start, f"causal block {b} is not square"
+        block = torch.ones(n, b.k_end - b.k_start, dtype=torch.int64)
+        covered[b.q_start:b.q_end, b.k_start:b.k_end] += block.tril() if b.causal else block
+    assert torch.equal(covered, want.long()), "every visible pair must be in exactly one block, nothing else"
+
+
+def _check_matches_reference(device, hq, hkv, layout, seed):
+    (q_doc, q_pos), (k_doc, k_pos) = [(d.to(device), p.to(device)) for d, p in layout]
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(q_doc.numel(), hq, 16, generator=gen).to(device)
+    k, v = (torch.randn(k_doc.numel(), hkv, 16, generator=gen).to(device) for _ in range(2))
+    want_out, want_lse = reference.forward(q, k, v, q_doc, q_pos, k_doc, k_pos, 0.3)
+    out, lse = sdpa_backend.forward(q, k, v, q_doc, q_pos, k_doc, k_pos, 0.3)
+    assert out.dtype == q.dtype and lse.dtype == torch.float32 and lse.shape == want_lse.shape
+    seen = torch.isfinite(want_lse)
+    assert torch.equal(torch.isfinite(lse), seen), "rows without a visible key must have lse -inf"
+    assert torch.all(out[~seen.all(1)] == 0), "rows without a visible key must give out 0"
+    assert _rel(out, want_out) < TOL and _rel(lse[seen], want_lse[seen]) < TOL
+    dout = torch.randn(q.shape, generator=gen).to(device)
+    want = reference.backward(dout, q, k, v, want_out, want_lse, q_doc, q_pos, k_doc, k_pos, 0.3)
+    got = sdpa_backend.backward(dout, q, k, v, want_out, want_lse, q_doc, q_pos, k_doc, k_pos, 0.3)
+    for name, g, w in zip("qkv", got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        assert _rel(g, w) < TOL, f"d{name}: relative error {_rel(g, w):.2e}"
+
+
+@pytest.mark.parametrize("hq,hkv", [(4, 4), (8, 2), (3, 1)])
+def test_sdpa_cpu_matches_reference_forward_lse_and_backward(hq, hkv):
+    for i, layout in enumerate(_layouts()):
+        _check_matches_reference(torch.device("cpu"), hq, hkv, layout, seed=i)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_sdpa_cuda_matches_reference_forward_lse_and_backward():
+    for i, layout in enumerate(_layouts()):
+        _check_matches_reference(torch.device("cuda"), 8, 2, layout, seed=i)
+
+
+def _sdpa_ring_results(cases: list[ParityCase]) -> list[list[torch.Tensor]]:
+    """On every rank: this rank's [out, dq, dk, dv] of each case with backend="sdpa" (for GlooPool)."""
+    import torch.distributed as dist
+
+    size, rank = dist.get_world_size(), dist.get_rank()
+    results = []
+    for case in cases:
+        sharding = ZigzagSharding(case.cu_seqlens, size)
+        q, k, v, dout = (sharding.shard(t, rank).requires_grad_() for t in _inputs(case))
+        out = context_parallel_attention(q, k, v, case.cu_seqlens, kind=case.kind, group=dist.group.WORLD,
+                                         backend="sdpa")
+        out.backward(dout.detach())
+        results.append([out.detach(), q.grad, k.grad, v.grad])
+    return results
+
+
+def test_sdpa_ring_and_hybrid_on_gloo_match_single_process_reference(gloo_pool):
+    cases = [ParityCase(lengths=(1, 7, 300, 33), kind="ring"),
+             ParityCase(lengths=(2, 41), num_q_heads=6, num_kv_heads=1, kind="hybrid", seed=1)]
+    per_rank = gloo_pool(3).run(_sdpa_ring_results, cases)
+    for i, case in enumerate(cases):
+        errors = relative_errors(case, [r[i] for r in per_rank], reference_results(case))
+        assert all(e <= TOL for e in errors.values()), f"{case}: {errors}"
