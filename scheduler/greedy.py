@@ -73,16 +73,19 @@ class _Placed:
     sequences: list[int]
 
 
-def place_multi_rank(jobs: list[Job], cluster: Cluster, record: bool = True) -> tuple[np.ndarray, list[_Placed]]:
+def place_multi_rank(jobs: list[Job], cluster: Cluster, record: bool = True, grid: np.ndarray | None = None,
+                     placed: list[_Placed] | None = None) -> tuple[np.ndarray, list[_Placed]]:
     """Place multi-rank jobs (sorted by size, largest first) on the earliest-free ranks.
 
     Jobs of one size are placed from a heap of nodes keyed by when a group of that
-    size can start there (ties to the lower node). Returns finish times per rank
-    and the placed groups (none when `record` is False, for estimates).
+    size can start there (ties to the lower node). `grid` [nodes, ranks per node]
+    (ms, updated in place) and `placed` continue an earlier placement (default:
+    all ranks free at 0, nothing placed). Returns finish times per rank and the
+    placed groups (none added when `record` is False, for estimates).
     """
     rpn = cluster.ranks_per_node
-    grid = np.zeros((cluster.num_nodes, rpn))  # free time of every rank, by node
-    placed: list[_Placed] = []
+    grid = np.zeros((cluster.num_nodes, rpn)) if grid is None else grid  # free time of every rank, by node
+    placed = [] if placed is None else placed
     start_of_phase = 0
     while start_of_phase < len(jobs):
         d = jobs[start_of_phase].shape.size
@@ -147,6 +150,11 @@ def water_level_ms(free: np.ndarray, local_work_ms: float) -> float:
     return float((local_work_ms + filled[k - 1]) / k)
 
 
+def placement_estimate_ms(free: np.ndarray, local_work_ms: float, longest_local_ms: float) -> float:
+    """Estimated step time (ms) once local work is spread over ranks freeing at `free` (ms)."""
+    return max(float(free.max()), water_level_ms(free, local_work_ms), float(free.min()) + longest_local_ms)
+
+
 def assign_local(free: np.ndarray, ids: np.ndarray, durations: np.ndarray) -> np.ndarray:
     """LPT of local sequences onto ranks that free up at `free` (ms; updated in place).
 
@@ -184,10 +192,13 @@ def _earliest(free: np.ndarray, count: int) -> np.ndarray:
     return pool[np.lexsort((pool, free[pool]))][:count]
 
 
-def list_schedule(multi_jobs: list[Job], local_ids: np.ndarray, local_ms: np.ndarray,
-                  cluster: Cluster) -> tuple[float, list[_Placed]]:
-    """Place multi-rank jobs, then local sequences by LPT; return (step time ms, groups)."""
-    free, placed = place_multi_rank(multi_jobs, cluster)
+def list_schedule(multi_jobs: list[Job], local_ids: np.ndarray, local_ms: np.ndarray, cluster: Cluster,
+                  grid: np.ndarray | None = None, placed: list[_Placed] | None = None) -> tuple[float, list[_Placed]]:
+    """Place multi-rank jobs, then local sequences by LPT; return (step time ms, groups).
+
+    `grid`/`placed` continue an earlier placement, as in `place_multi_rank`.
+    """
+    free, placed = place_multi_rank(multi_jobs, cluster, grid=grid, placed=placed)
     starts = free.tolist()
     order = np.lexsort((local_ids, -local_ms))
     ids = local_ids[order]
@@ -299,8 +310,7 @@ def estimate_candidates(candidates: list[Candidate], lengths, cluster: Cluster, 
         on_groups = [job.sequences[0] for job in candidate.jobs]
         local_work = total_local - float(local_ms[on_groups].sum())
         local_max = float(local_ms[candidate.local_mask].max(initial=0.0))
-        candidate.estimate_ms = max(float(free.max()), water_level_ms(free, local_work),
-                                    float(free.min()) + local_max)
+        candidate.estimate_ms = placement_estimate_ms(free, local_work, local_max)
     return local_ms
 
 

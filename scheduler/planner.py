@@ -3,9 +3,11 @@
 Steps: check the input; compute the lower bound; make the greedy's candidates
 over all shapes and over ring-only shapes (the ByteScale-style space); for
 method "milp", add the compact MILP's candidate, warm-started from the most
-promising greedy candidate; schedule the best candidates and keep the fastest
-under the simulator. Solver trouble never raises: the plan falls back to the
-greedy candidates and says why in `plan.method` ("greedy-fallback") and
+promising greedy candidate; schedule the best candidates; re-place the
+whole-node jobs of the two best-estimated candidates with moldable node
+counts (`moldable.py`: each job picks its node count as it is placed, filling
+the nodes up to a target near the lower bound); keep the fastest schedule.
+Solver trouble never raises: the plan falls back to the greedy candidates and says why in `plan.method` ("greedy-fallback") and
 `plan.notes` (and the log).
 """
 from __future__ import annotations
@@ -19,9 +21,10 @@ import numpy as np
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel
 from longctx.scheduler.errors import SchedulerInputError
-from longctx.scheduler.greedy import estimate_candidates, greedy_candidates, schedule_best
+from longctx.scheduler.greedy import estimate_candidates, greedy_candidates, schedule_best, to_waves
 from longctx.scheduler.lower_bound import check_fits, lower_bound_ms
 from longctx.scheduler.milp import SOLVERS, milp_candidate
+from longctx.scheduler.moldable import moldable_schedule
 from longctx.scheduler.plan import Plan
 from longctx.scheduler.simulator import simulate
 
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 
 METHODS = ("milp", "greedy")
 ALL_KINDS = ("ring", "ulysses", "hybrid")
+#: candidates (best greedy estimates first) whose whole-node jobs are re-placed as moldable
+MOLDABLE_CANDIDATES = 2
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,13 @@ class ShapeSpace:
 
 
 def plan_in_spaces(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, spaces: list[ShapeSpace],
-                   *, use_milp: bool, solver: str, time_limit_s: float, method: str) -> Plan:
-    """Greedy candidates in every space (+ the MILP's in the first), best schedule kept."""
+                   *, use_milp: bool, solver: str, time_limit_s: float, method: str, moldable: bool = False) -> Plan:
+    """Greedy candidates in every space (+ the MILP's in the first), best schedule kept.
+
+    `moldable`: also re-place the whole-node jobs of the MOLDABLE_CANDIDATES best-estimated
+    candidates with moldable node counts over the first space's kinds (`moldable.py`) and keep
+    that schedule when it is faster.
+    """
     candidates = []
     for space in spaces:
         candidates += greedy_candidates(lengths, cluster, cost_model, lower_bound, kinds=space.kinds,
@@ -64,6 +74,14 @@ def plan_in_spaces(lengths, cluster: Cluster, cost_model: CostModel, lower_bound
             notes.append(status)
             candidates.insert(0, found)
     plan, _ = schedule_best(candidates, lengths, cluster, cost_model, lower_bound, method)
+    if moldable:
+        ranked = sorted(candidates, key=lambda c: c.estimate_ms)[:MOLDABLE_CANDIDATES]  # stable: ties keep order
+        found = moldable_schedule(ranked, lengths, cluster, cost_model, lower_bound, spaces[0].kinds)
+        if found is not None and found[0] < plan.predicted_step_time_ms:
+            step, placed, label = found
+            plan = Plan(cluster.num_ranks, [int(x) for x in lengths], to_waves(placed), method,
+                        predicted_step_time_ms=step, lower_bound_ms=lower_bound,
+                        notes=[f"best of {len(candidates)} candidates and moldable re-placements: {label}"])
     plan.notes = notes + plan.notes
     return plan
 
@@ -86,7 +104,7 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
     spaces = [ShapeSpace(ALL_KINDS, None, method if method == "greedy" else "greedy"),
               ShapeSpace(("ring",), None, "ring-greedy")]
     plan = plan_in_spaces(lengths, cluster, cost_model, bound, spaces, use_milp=method == "milp", solver=solver,
-                          time_limit_s=time_limit_s, method=method)
+                          time_limit_s=time_limit_s, method=method, moldable=True)
     plan.predicted_step_time_ms = simulate(plan, cluster, cost_model).step_time_ms
     plan.validate(cost_model.max_tokens_per_rank(cluster), cluster.ranks_per_node)
     plan.solve_time_s = time.perf_counter() - started
