@@ -11,7 +11,9 @@ out and lse, so partial gradients add up exactly.
   `[1, H, S]` natural log, transposed here to the interface's `[S, H]`.
 - CUDA: ``aten::_flash_attention_forward`` / ``_flash_attention_backward``
   in varlen mode (cum_seq_q/k), one call per block kind; its logsumexp is
-  `[H, total_q]` natural log, transposed to `[total_q, H]`.
+  `[H, total_q]` natural log, transposed to `[total_q, H]`. fp16/bf16 only
+  (fp32 raises a ValueError naming the fix); head_dim zero-padded to a
+  multiple of 8.
 
 GQA: K/V heads are expanded locally (memory only, never on the wire) and dK/dV
 summed back over each group.
@@ -21,7 +23,8 @@ from __future__ import annotations
 import torch
 
 from longctx.attention.segments import (
-    VarlenBatch, blockwise_backward, blockwise_forward, expand_kv, reduce_kv_grad,
+    VarlenBatch, blockwise_backward, blockwise_forward, expand_kv, pad_head_dim, reduce_kv_grad,
+    require_half_precision,
 )
 
 
@@ -72,20 +75,24 @@ def _cpu_backward(dout, q, k, v, out, lse, batch: VarlenBatch, scale: float):
 
 
 def _cuda_forward(q, k, v, batch: VarlenBatch, scale: float):
+    head_dim = q.shape[-1]
+    q, k, v = (pad_head_dim(t).contiguous() for t in (q, k, v))
     out, lse, *_ = torch.ops.aten._flash_attention_forward(
         q, k, v, batch.cu_q, batch.cu_k, batch.max_q, batch.max_k, 0.0, batch.causal, False, scale=scale
     )
-    return out, lse.transpose(0, 1).float()  # [H, Tq] -> [Tq, H]
+    return out[..., :head_dim], lse.transpose(0, 1).float()  # lse [H, Tq] -> [Tq, H]
 
 
 def _cuda_backward(dout, q, k, v, out, lse, batch: VarlenBatch, scale: float):
+    head_dim = q.shape[-1]
     no_dropout_rng = torch.zeros(2, dtype=torch.int64, device=q.device)  # (seed, offset): unused without dropout
     unused = torch.empty((), dtype=torch.int64, device=q.device)
-    return torch.ops.aten._flash_attention_backward(
-        dout.contiguous(), q.contiguous(), k.contiguous(), v.contiguous(), out.contiguous(),
+    grads = torch.ops.aten._flash_attention_backward(
+        *(pad_head_dim(t).contiguous() for t in (dout, q, k, v, out)),
         lse.transpose(0, 1).contiguous(), batch.cu_q, batch.cu_k, batch.max_q, batch.max_k,
         0.0, batch.causal, no_dropout_rng, unused, scale=scale,
     )
+    return tuple(g[..., :head_dim] for g in grads)
 
 
 def _gqa_forward(q, k, v, batch: VarlenBatch, scale: float):
@@ -102,9 +109,13 @@ def _gqa_backward(dout, q, k, v, out, lse, batch: VarlenBatch, scale: float):
 
 def forward(q, k, v, q_doc, q_pos, k_doc, k_pos, softmax_scale):
     """Masked attention forward (out `[Nq, Hq, D]` in q's dtype, lse `[Nq, Hq]` fp32)."""
+    if q.device.type == "cuda":
+        require_half_precision("sdpa", q)
     return blockwise_forward(_gqa_forward, q, k, v, q_doc, q_pos, k_doc, k_pos, softmax_scale)
 
 
 def backward(dout, q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, softmax_scale):
     """Masked attention backward against the final (out, lse): (dq, dk, dv) in the input dtypes."""
+    if q.device.type == "cuda":
+        require_half_precision("sdpa", q)
     return blockwise_backward(_gqa_backward, dout, q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, softmax_scale)

@@ -26,8 +26,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from longctx.attention.merge import merge_partial
+
+#: CUDA flash kernels take these dtypes only
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -185,3 +189,21 @@ def reduce_kv_grad(grad: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
     """Inverse of `expand_kv` for gradients: `[T, Hq, D]` -> `[T, Hkv, D]`, summing each group (fp32)."""
     t, hq, d = grad.shape
     return grad.float().reshape(t, num_kv_heads, hq // num_kv_heads, d).sum(2)
+
+
+def require_half_precision(backend: str, q: torch.Tensor) -> None:
+    """Raise ValueError unless q is fp16/bf16 (CUDA flash kernels have no fp32 path)."""
+    if q.dtype not in HALF_DTYPES:
+        raise ValueError(
+            f"backend={backend!r} on CUDA: q dtype {q.dtype} is not supported by the flash kernels; "
+            f"cast q/k/v to bfloat16 or float16, or use backend='triton' or 'reference' for fp32"
+        )
+
+
+def pad_head_dim(x: torch.Tensor, multiple: int = 8) -> torch.Tensor:
+    """Zero-pad the last dim of `[T, H, D]` to a multiple of `multiple` (flash kernels need D % 8 == 0).
+
+    Zero columns leave q.k scores and delta = sum(dout * out) unchanged; slice results back to D.
+    """
+    extra = -x.shape[-1] % multiple
+    return F.pad(x, (0, extra)) if extra else x

@@ -12,7 +12,7 @@ from longctx.attention import ZigzagSharding, context_parallel_attention, refere
 from longctx.attention.parity import (
     PARITY_REL_TOL, ParityCase, _inputs, reference_results, relative_errors,
 )
-from longctx.attention.segments import attention_blocks
+from longctx.attention.segments import attention_blocks, pad_head_dim, require_half_precision
 
 TOL = PARITY_REL_TOL
 
@@ -94,11 +94,42 @@ def test_sdpa_cpu_matches_reference_forward_lse_and_backward(hq, hkv):
         _check_matches_reference(torch.device("cpu"), hq, hkv, layout, seed=i)
 
 
+def test_cuda_flash_kernels_refuse_fp32_with_the_fix_and_pad_head_dim_with_zeros():
+    with pytest.raises(ValueError, match="torch.float32.*cast q/k/v to bfloat16"):
+        require_half_precision("sdpa", torch.zeros(2, 1, 8))
+    padded = pad_head_dim(torch.ones(3, 2, 12))
+    assert padded.shape == (3, 2, 16) and torch.all(padded[..., 12:] == 0) and torch.all(padded[..., :12] == 1)
+    assert pad_head_dim(torch.ones(3, 2, 16)).shape == (3, 2, 16)
+
+
+def check_half_precision_matches_reference(backend, dtype, head_dim=12, tol=2e-2):
+    """A CUDA flash backend (fp16/bf16 only) vs the fp32 reference on the same rounded inputs, every layout.
+
+    head_dim 12 exercises the padding to a multiple of 8; lse must agree within 1e-3 relative.
+    """
+    for i, layout in enumerate(_layouts()):
+        (q_doc, q_pos), (k_doc, k_pos) = [(d.cuda(), p.cuda()) for d, p in layout]
+        gen = torch.Generator().manual_seed(i)
+        q = torch.randn(q_doc.numel(), 8, head_dim, generator=gen).to("cuda", dtype)
+        k, v = (torch.randn(k_doc.numel(), 2, head_dim, generator=gen).to("cuda", dtype) for _ in range(2))
+        want_out, want_lse = reference.forward(q.float(), k.float(), v.float(), q_doc, q_pos, k_doc, k_pos, 0.3)
+        out, lse = backend.forward(q, k, v, q_doc, q_pos, k_doc, k_pos, 0.3)
+        seen = torch.isfinite(want_lse)
+        assert torch.equal(torch.isfinite(lse), seen) and out.dtype == dtype
+        assert _rel(out.float(), want_out) < tol and _rel(lse[seen], want_lse[seen]) < 1e-3
+        dout = torch.randn(q.shape, generator=gen).to("cuda", dtype)
+        want = reference.backward(dout.float(), q.float(), k.float(), v.float(), want_out, want_lse,
+                                  q_doc, q_pos, k_doc, k_pos, 0.3)
+        got = backend.backward(dout, q, k, v, out, lse, q_doc, q_pos, k_doc, k_pos, 0.3)
+        for name, g, w in zip("qkv", got, want):
+            assert g.dtype == dtype and _rel(g.float(), w) < tol, f"d{name}: {_rel(g.float(), w):.2e}"
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_sdpa_cuda_matches_reference_forward_lse_and_backward():
-    for i, layout in enumerate(_layouts()):
-        _check_matches_reference(torch.device("cuda"), 8, 2, layout, seed=i)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sdpa_cuda_matches_reference_forward_lse_and_backward(dtype):
+    check_half_precision_matches_reference(sdpa_backend, dtype)
 
 
 def _sdpa_ring_results(cases: list[ParityCase]) -> list[list[torch.Tensor]]:
