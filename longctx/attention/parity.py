@@ -38,6 +38,8 @@ class ParityCase:
     ulysses_degree: int | None = None
     dtype: str = "float32"
     seed: int = 0
+    #: local-kernel backend of the distributed run (the single-process side is always "reference")
+    backend: str = "reference"
 
     def __post_init__(self):
         if not self.lengths or min(self.lengths) < 1:
@@ -75,7 +77,7 @@ def distributed_results(case: ParityCase, group: dist.ProcessGroup | None = None
     sharding = ZigzagSharding(case.cu_seqlens, size)
     local = [sharding.shard(t, rank).to(getattr(torch, case.dtype)) for t in _inputs(case)]
     return _forward_backward(
-        *local, case.cu_seqlens, kind=case.kind, group=group, ulysses_degree=case.ulysses_degree, backend="reference"
+        *local, case.cu_seqlens, kind=case.kind, group=group, ulysses_degree=case.ulysses_degree, backend=case.backend
     )
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longctx.attention import ZigzagSharding, context_parallel_attention, reference, sdpa_backend
+from longctx.attention import ZigzagSharding, reference, sdpa_backend
 from longctx.attention.parity import (
-    PARITY_REL_TOL, ParityCase, _inputs, reference_results, relative_errors,
+    PARITY_REL_TOL, ParityCase, reference_results, relative_errors, run_cases,
 )
 from longctx.attention.segments import attention_blocks, pad_head_dim, require_half_precision
 
@@ -132,26 +132,10 @@ def test_sdpa_cuda_matches_reference_forward_lse_and_backward(dtype):
     check_half_precision_matches_reference(sdpa_backend, dtype)
 
 
-def _sdpa_ring_results(cases: list[ParityCase]) -> list[list[torch.Tensor]]:
-    """On every rank: this rank's [out, dq, dk, dv] of each case with backend="sdpa" (for GlooPool)."""
-    import torch.distributed as dist
-
-    size, rank = dist.get_world_size(), dist.get_rank()
-    results = []
-    for case in cases:
-        sharding = ZigzagSharding(case.cu_seqlens, size)
-        q, k, v, dout = (sharding.shard(t, rank).requires_grad_() for t in _inputs(case))
-        out = context_parallel_attention(q, k, v, case.cu_seqlens, kind=case.kind, group=dist.group.WORLD,
-                                         backend="sdpa")
-        out.backward(dout.detach())
-        results.append([out.detach(), q.grad, k.grad, v.grad])
-    return results
-
-
 def test_sdpa_ring_and_hybrid_on_gloo_match_single_process_reference(gloo_pool):
-    cases = [ParityCase(lengths=(1, 7, 300, 33), kind="ring"),
-             ParityCase(lengths=(2, 41), num_q_heads=6, num_kv_heads=1, kind="hybrid", seed=1)]
-    per_rank = gloo_pool(3).run(_sdpa_ring_results, cases)
+    cases = [ParityCase(lengths=(1, 7, 300, 33), kind="ring", backend="sdpa"),
+             ParityCase(lengths=(2, 41), num_q_heads=6, num_kv_heads=1, kind="hybrid", seed=1, backend="sdpa")]
+    per_rank = gloo_pool(3).run(run_cases, cases)
     for i, case in enumerate(cases):
         errors = relative_errors(case, [r[i] for r in per_rank], reference_results(case))
         assert all(e <= TOL for e in errors.values()), f"{case}: {errors}"
