@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 
 from longctx.attention.validation import AttentionInputError, check_cu_seqlens
+from longctx.kernels.torch_fallbacks import zigzag_chunk_sizes
 
 
 class ZigzagSharding:
@@ -34,14 +35,7 @@ class ZigzagSharding:
 
     def _chunks(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Start (global token index) and size of every chunk, both `[docs, 2P]` int64."""
-        p, chunks = self.world_size, 2 * self.world_size
-        lengths = self.cu_seqlens[1:] - self.cu_seqlens[:-1]
-        base, extra = lengths // chunks, lengths % chunks
-        offset = (torch.cumsum(extra, 0) - extra) % chunks  # leftovers handed out so far, mod 2P
-        chunk = torch.arange(chunks)
-        slot = torch.where(chunk < p, chunk, 3 * p - 1 - chunk)  # rank-round-robin order of chunks
-        gets_extra = (slot[None, :] - offset[:, None]) % chunks < extra[:, None]
-        sizes = base[:, None] + gets_extra.to(torch.int64)
+        sizes = zigzag_chunk_sizes(self.cu_seqlens, self.world_size)
         starts = self.cu_seqlens[:-1, None] + torch.cumsum(sizes, 1) - sizes
         return starts, sizes
 
