@@ -50,6 +50,7 @@ __all__ = [
     "KINDS",
     "AttentionInputError",
     "BackendUnavailableError",
+    "HybridPlan",
     "TrafficCounter",
     "ZigzagSharding",
     "available_backends",

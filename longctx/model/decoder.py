@@ -4,9 +4,13 @@ Input is one rank's shard of a packed batch: token ids `[n]`, each token's
 position inside its own document `[n]`, and the GLOBAL document boundaries
 `cu_seqlens` of the packed batch (identical on every rank of the group). The
 only place ranks talk to each other is attention, which goes through
-`longctx.attention.context_parallel_attention` with the group's kind; every
-other layer is token-wise, so a shard's logits equal the matching rows of the
-single-process logits.
+`longctx.attention` with the group's kind; every other layer is token-wise, so
+a shard's logits equal the matching rows of the single-process logits.
+
+The attention plan (input checks, which include one tiny all_gather on a group
+of more than one rank, the sharding and the exchange layout) depends only on
+the batch, the group and the head shapes, so it is built by the first layer
+and reused by every other layer of the same forward.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from longctx.attention import context_parallel_attention
+from longctx.attention import HybridPlan, plan_attention, run_planned
 from longctx.model.config import ModelConfig
 from longctx.model.layers import RMSNorm, SwiGLU, at_least_fp32
 from longctx.model.rope import apply_rope, rope_tables
@@ -53,14 +57,18 @@ class Attention(nn.Module):
         self.o = nn.Linear(config.dim, config.dim, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cu_seqlens: torch.Tensor | Sequence[int], layout: AttentionLayout) -> torch.Tensor:
+                cu_seqlens: torch.Tensor | Sequence[int], layout: AttentionLayout,
+                plan: HybridPlan | None = None) -> tuple[torch.Tensor, HybridPlan]:
+        """Returns the output `[n, dim]` and the attention plan (built here when `plan` is None)."""
         n, c = x.shape[0], self.config
         q = apply_rope(self.q(x).view(n, c.n_heads, c.head_dim), cos, sin)
         k = apply_rope(self.k(x).view(n, c.n_kv_heads, c.head_dim), cos, sin)
         v = self.v(x).view(n, c.n_kv_heads, c.head_dim)
-        out = context_parallel_attention(q, k, v, cu_seqlens, kind=layout.kind, group=layout.group,
-                                         ulysses_degree=layout.ulysses_degree, backend=layout.backend)
-        return self.o(out.reshape(n, c.dim))
+        if plan is None:
+            plan = plan_attention(q, k, v, cu_seqlens, kind=layout.kind, group=layout.group,
+                                  ulysses_degree=layout.ulysses_degree, backend=layout.backend)
+        out = run_planned(q, k, v, plan)
+        return self.o(out.reshape(n, c.dim)), plan
 
 
 class Block(nn.Module):
@@ -73,9 +81,12 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(config.dim, config.norm_eps)
         self.mlp = SwiGLU(config.dim, config.ffn_dim)
 
-    def forward(self, x, cos, sin, cu_seqlens, layout: AttentionLayout) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, cu_seqlens, layout)
-        return x + self.mlp(self.mlp_norm(x))
+    def forward(self, x, cos, sin, cu_seqlens, layout: AttentionLayout,
+                plan: HybridPlan | None = None) -> tuple[torch.Tensor, HybridPlan]:
+        """Returns the block's output `[n, dim]` and the attention plan (see `Attention.forward`)."""
+        attended, plan = self.attention(self.attention_norm(x), cos, sin, cu_seqlens, layout, plan)
+        x = x + attended
+        return x + self.mlp(self.mlp_norm(x)), plan
 
 
 class Decoder(nn.Module):
@@ -104,7 +115,7 @@ class Decoder(nn.Module):
                 layout: AttentionLayout = LOCAL) -> torch.Tensor:
         """Logits `[n, vocab]` (at least fp32) for this rank's tokens `[n]` at document positions `[n]`."""
         cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_theta)
-        x = self.embedding(tokens)
+        x, plan = self.embedding(tokens), None
         for block in self.blocks:
-            x = block(x, cos, sin, cu_seqlens, layout)
+            x, plan = block(x, cos, sin, cu_seqlens, layout, plan)
         return at_least_fp32(self.head(self.norm(x)))

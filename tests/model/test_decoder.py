@@ -66,7 +66,7 @@ def test_gqa_attention_equals_attention_with_repeated_kv_heads():
     x = torch.randn(30, 64)
     lengths = [12, 18]
     cos, sin = rope_tables(_positions(lengths), config.head_dim, config.rope_theta)
-    out = attention(x, cos, sin, _cu(lengths), LOCAL)
+    out, _ = attention(x, cos, sin, _cu(lengths), LOCAL)
 
     q = apply_rope(attention.q(x).view(30, 4, 16), cos, sin)
     k = apply_rope(attention.k(x).view(30, 2, 16), cos, sin).repeat_interleave(2, dim=1)
