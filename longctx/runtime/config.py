@@ -1,6 +1,6 @@
 """The run's structured config: one dataclass per Hydra group, validated before any process starts.
 
-Hydra composes `configs/config.yaml` (groups model/ parallel/ data/ optim/
+Hydra composes `configs/config.yaml` (groups model/ parallel/ memory/ data/ optim/
 train/ tracker/ experiment/) on top of the schema `RunConfig` registered in
 the ConfigStore as ``longctx_schema``, so a typo'd key or a wrong type fails at
 composition. `to_run_config` turns the composed DictConfig into dataclasses,
@@ -70,8 +70,8 @@ class ParallelConfig:
     max_tokens_per_rank: int | None = None
     #: scheduler cost-model profile file (CostModel.from_profile); null: the default H100 profile
     cost_profile: str | None = None
-    #: keep saved activations in pinned host memory (CUDA only; a no-op on CPU, see runtime/offload.py)
-    offload_activations: bool = False
+    #: REMOVED, kept only to point old configs at its replacement: use memory.offload (none|checkpoints|all)
+    offload_activations: bool | None = None
     #: local attention kernel ("auto", "reference", "sdpa", "flash_attn", "triton")
     attention_backend: str = "auto"
     #: peak dense FLOP/s per rank in TFLOP/s for MFU (989 = H100 SXM bf16 dense)
@@ -96,6 +96,12 @@ class ParallelConfig:
             raise ConfigError(f"parallel.cost_profile={self.cost_profile!r} is not a file; give a profile written "
                               "by CostModel.to_profile, or null for the default cost model")
         _positive_number("parallel.peak_tflops_per_rank", self.peak_tflops_per_rank)
+        if self.offload_activations is not None:
+            raise ConfigError(
+                f"parallel.offload_activations={self.offload_activations!r} was replaced by the memory group: "
+                "use memory.offload=all (every saved activation to host memory), memory.offload=checkpoints "
+                "(only layer checkpoints) or memory.offload=none, and drop parallel.offload_activations"
+            )
 
     def check_world(self, world_size: int) -> None:
         """Errors for settings that do not fit a world of `world_size` ranks."""
@@ -111,6 +117,54 @@ class ParallelConfig:
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass
+class MemoryConfig:
+    """How a rank keeps a step within device memory (applied to every plan the runtime executes).
+
+    Activation side: `longctx.runtime.activation_checkpoint`, `longctx.runtime.offload`,
+    `longctx.model.tiled_mlp`, `longctx.model.tiled_loss`. Optimizer side: `optimizer_sharding` and
+    `optimizer_offload`. The memory model of all of them: `longctx.scheduler` (`longctx memory`).
+    """
+
+    #: what each decoder layer keeps for backward: "none" (every intermediate), "full" (only the layer's
+    #: input; the layer is recomputed in backward) or "selective" (the layer's input plus the attention
+    #: output and its log-sum-exp; everything else is recomputed)
+    checkpointing: str = "full"
+    #: where saved activations live between forward and backward: "none" (device memory), "checkpoints"
+    #: (the per-layer checkpoints go to host memory) or "all" (every saved tensor goes to host memory);
+    #: copies run on a side stream on CUDA, overlapped with the neighbouring layers' compute
+    offload: str = "checkpoints"
+    #: most layers whose offloaded tensors may be in flight (copy-out not finished or prefetched early)
+    offload_layers_in_flight: int = 2
+    #: TiledMLP: run each layer's MLP over tiles of this many tokens (never the whole [tokens, ffn]);
+    #: null: the whole shard at once
+    mlp_tile_tokens: int | None = 8192
+    #: output head + cross-entropy over tiles of this many tokens (never the whole [tokens, vocab]);
+    #: null: the whole shard's logits at once
+    loss_tile_tokens: int | None = 8192
+    #: optimizer state sharding over the whole world: "none", "zero1" (AdamW states) or "zero2"
+    #: (AdamW states and gradients)
+    optimizer_sharding: str = "none"
+    #: fp32 master weights and AdamW states in host memory, stepped on the CPU
+    optimizer_offload: bool = False
+
+    def __post_init__(self) -> None:
+        _choice("memory.checkpointing", self.checkpointing, ("none", "full", "selective"))
+        _choice("memory.offload", self.offload, ("none", "checkpoints", "all"))
+        if self.offload == "checkpoints" and self.checkpointing == "none":
+            raise ConfigError(
+                "memory.offload='checkpoints' with memory.checkpointing='none': there are no layer checkpoints "
+                "to offload; set memory.checkpointing=full or selective, or memory.offload=all"
+            )
+        _positive_int("memory.offload_layers_in_flight", self.offload_layers_in_flight)
+        for name in ("mlp_tile_tokens", "loss_tile_tokens"):
+            if getattr(self, name) is not None:
+                _positive_int(f"memory.{name}", getattr(self, name))
+        _choice("memory.optimizer_sharding", self.optimizer_sharding, ("none", "zero1", "zero2"))
+        if not isinstance(self.optimizer_offload, bool):
+            raise ConfigError(f"memory.optimizer_offload={self.optimizer_offload!r} must be true or false")
 
 
 @dataclass
@@ -230,6 +284,7 @@ class RunConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -126,7 +126,7 @@ def train(run: RunConfig) -> TrainResult:
             optimizer.zero_grad(set_to_none=True)
             mine = run_plan(model, plan, current.sequences, rank, groups,
                             attention_backend=run.parallel.attention_backend, device=device,
-                            offload=run.parallel.offload_activations)
+                            offload=run.memory.offload != "none")
             all_reduce_gradients(model.parameters())
             grad_norm = clip_gradients(model.parameters(), run.optim.grad_clip)
             lr = schedule.get_last_lr()[0]
@@ -135,7 +135,7 @@ def train(run: RunConfig) -> TrainResult:
             rows = gather_rank_results(mine, device)
             metrics = step_metrics(rows, plan, run.model, time.perf_counter() - started, grad_norm, lr,
                                    run.parallel.peak_tflops_per_rank)
-            metrics["activation_offload"] = float(offload_active(run.parallel.offload_activations, device))
+            metrics["activation_offload"] = float(offload_active(run.memory.offload != "none", device))
             tracker.log(metrics, step)
             result.losses[step], result.last_step = metrics["loss"], step
             result.metrics.append(metrics)
