@@ -1,12 +1,17 @@
 """The training loop: one Plan per step, executed on every rank of an initialised world.
 
-Per step t (every rank): take step t's data and plan (sampled and planned one
-step ahead by rank 0, broadcast; see `step_source`), create the plan's missing
-process groups, let rank 0 start on step t+1, run the waves (forward +
-backward), sum the gradients over the world, clip, AdamW + LR schedule, gather
-the metrics, log them on rank 0, and decide together whether to stop.
-Checkpoints every ``train.checkpoint_every`` steps, at a graceful stop and at
-the end.
+`train` is a sequence of named steps (each a function below):
+
+- `setup`: check the world, write the run's start files, build sampler, model, optimizer;
+- `resume`: load the latest checkpoint when `train.resume=auto`;
+- per step t: take step t's data and plan (sampled and planned one step ahead
+  by rank 0, broadcast; see `step_source`), create the plan's missing process
+  groups, let rank 0 start on step t+1, then `train_step` (waves forward +
+  backward, sum the gradients over the world, clip, AdamW + LR schedule),
+  `record_metrics` (gather, log on rank 0), `should_stop` (decided together),
+  `checkpoint_due` / `save` (every ``train.checkpoint_every`` steps, at a
+  graceful stop and at the end);
+- `finish`: ``final_metrics.json`` on rank 0 after a normal end.
 """
 from __future__ import annotations
 
@@ -25,14 +30,15 @@ from longctx.model import FLOPS_CONVENTION, Decoder
 from longctx.runtime.checkpoint import (
     TrainerState, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
 )
+from longctx.runtime.comm_device import comm_device
 from longctx.runtime.config import RunConfig, run_config_dict
 from longctx.runtime.grad_sync import all_reduce_gradients, clip_gradients
 from longctx.runtime.metrics import gather_rank_results, step_metrics
 from longctx.runtime.offload import offload_active
 from longctx.runtime.optim import make_optimizer
-from longctx.runtime.step_source import StepSource, make_planner, on_rank0
+from longctx.runtime.step_source import StepInput, StepSource, make_planner, on_rank0
 from longctx.runtime.process_groups import ProcessGroupCache
-from longctx.runtime.step import run_plan
+from longctx.runtime.step import RankStepResult, run_plan
 from longctx.runtime.stop import PREEMPTED_FILE, GracefulStop
 from longctx.tracking import make_tracker
 
@@ -55,10 +61,22 @@ class TrainResult:
     model: torch.nn.Module | None = None
 
 
-def _device() -> torch.device:
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+@dataclass
+class TrainState:
+    """What one `train` call holds across its steps (this rank's view)."""
+
+    run: RunConfig
+    rank: int
+    world: int
+    device: torch.device
+    output_dir: Path
+    #: rank 0's sampler; None on the other ranks
+    sampler: StepSampler | None
+    model: Decoder
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    #: the last step already done before this call (0, or the resumed checkpoint's step)
+    first_step: int = 0
 
 
 def _dataset(run: RunConfig) -> DocumentDataset:
@@ -76,90 +94,141 @@ def _write_outputs_start(run: RunConfig, output_dir: Path) -> None:
     (output_dir / PREEMPTED_FILE).unlink(missing_ok=True)
 
 
-def train(run: RunConfig) -> TrainResult:
-    """Train on the current (initialised) torch.distributed world; call on every rank."""
+def setup(run: RunConfig) -> TrainState:
+    """Check the world, write the start files (rank 0), build sampler, model and optimizer (collective)."""
     rank, world = dist.get_rank(), dist.get_world_size()
     run.parallel.check_world(world)
-    device = _device()
     output_dir = Path(run.train.output_dir)
     if rank == 0:
         _write_outputs_start(run, output_dir)
     dist.barrier()
-
     sampler = on_rank0(lambda: StepSampler(_dataset(run), run.data.tokens_per_step, run.data.max_doc_tokens,
                                            run.data.seed))
     torch.manual_seed(run.train.seed)
+    device = comm_device()  # compute where the world communicates (see runtime.comm_device)
     model = Decoder(run.model).to(device)
     optimizer, schedule = make_optimizer(model, run.optim, run.train.steps)
-    start = latest_checkpoint(output_dir) if run.train.resume == "auto" else None
-    first_step = 0
-    if start is not None:
-        saved = load_checkpoint(start, model, optimizer)
-        schedule.load_state_dict(saved.schedule)
-        if sampler is not None:
-            sampler.load_state_dict(saved.sampler)
-        set_rng_state(saved.rng)
-        first_step = saved.step
+    return TrainState(run, rank, world, device, output_dir, sampler, model, optimizer, schedule)
 
-    result = TrainResult(last_step=first_step, model=model)
-    if first_step >= run.train.steps:
-        if rank == 0:
-            print(f"longctx train: {output_dir} already holds step {first_step} of train.steps={run.train.steps}; "
-                  "nothing to do (raise train.steps, or use a new train.output_dir or train.resume=never)")
+
+def resume(state: TrainState) -> None:
+    """Load the latest complete checkpoint into `state` when ``train.resume=auto`` (collective)."""
+    start = latest_checkpoint(state.output_dir) if state.run.train.resume == "auto" else None
+    if start is None:
+        return
+    saved = load_checkpoint(start, state.model, state.optimizer)
+    state.schedule.load_state_dict(saved.schedule)
+    if state.sampler is not None:
+        state.sampler.load_state_dict(saved.sampler)
+    set_rng_state(saved.rng)
+    state.first_step = saved.step
+
+
+def train_step(state: TrainState, current: StepInput, groups: ProcessGroupCache) -> tuple[RankStepResult, float, float]:
+    """Forward + backward of this rank's part of `current.plan`, gradient sum, clip, optimizer and LR step.
+
+    Returns this rank's result, the global gradient norm before clipping and the LR the step used.
+    """
+    run = state.run
+    state.optimizer.zero_grad(set_to_none=True)
+    mine = run_plan(state.model, current.plan, current.sequences, state.rank, groups,
+                    attention_backend=run.parallel.attention_backend, device=state.device,
+                    offload=run.memory.offload != "none")
+    all_reduce_gradients(state.model.parameters())
+    grad_norm = clip_gradients(state.model.parameters(), run.optim.grad_clip)
+    lr = state.schedule.get_last_lr()[0]
+    state.optimizer.step()
+    state.schedule.step()
+    return mine, grad_norm, lr
+
+
+def record_metrics(state: TrainState, current: StepInput, mine: RankStepResult, grad_norm: float, lr: float,
+                   step_time_s: float) -> dict[str, float]:
+    """The step's metrics gathered from every rank (collective)."""
+    run = state.run
+    rows = gather_rank_results(mine, state.device)
+    metrics = step_metrics(rows, current.plan, run.model, step_time_s, grad_norm, lr,
+                           run.parallel.peak_tflops_per_rank)
+    metrics["activation_offload"] = float(offload_active(run.memory.offload != "none", state.device))
+    return metrics
+
+
+def should_stop(state: TrainState, stop: GracefulStop, step: int) -> bool:
+    """True on every rank when the run stops early after `step` (signal, STOP file, stop_after_steps; collective)."""
+    limit = state.run.train.stop_after_steps
+    stopping = stop.agreed(also=limit is not None and step - state.first_step >= limit)
+    return stopping and step < state.run.train.steps
+
+
+def checkpoint_due(state: TrainState, step: int, stopping: bool) -> bool:
+    """A checkpoint after `step`: at a graceful stop, at the end and every ``train.checkpoint_every`` steps."""
+    every = state.run.train.checkpoint_every
+    return stopping or step == state.run.train.steps or bool(every and step % every == 0)
+
+
+def save(state: TrainState, step: int, current: StepInput) -> None:
+    """Checkpoint the state after `step` (collective)."""
+    save_checkpoint(state.output_dir, state.model, state.optimizer,
+                    TrainerState(step, state.schedule.state_dict(), current.sampler_state, rng_state()))
+
+
+def mark_preempted(state: TrainState, step: int) -> None:
+    """Rank 0 writes the PREEMPTED file naming the step the run stopped after."""
+    if state.rank == 0:
+        (state.output_dir / PREEMPTED_FILE).write_text(f"{step}\n")
+
+
+def finish(state: TrainState, result: TrainResult) -> None:
+    """``final_metrics.json`` (rank 0) after a normal end."""
+    if state.rank == 0 and not result.preempted:
+        final = {"step": result.last_step, "flops_convention": FLOPS_CONVENTION, **result.metrics[-1]}
+        (state.output_dir / FINAL_METRICS).write_text(json.dumps(final, indent=2) + "\n")
+
+
+def train(run: RunConfig) -> TrainResult:
+    """Train on the current (initialised) torch.distributed world; call on every rank."""
+    state = setup(run)
+    resume(state)
+    result = TrainResult(last_step=state.first_step, model=state.model)
+    if state.first_step >= run.train.steps:
+        if state.rank == 0:
+            print(f"longctx train: {state.output_dir} already holds step {state.first_step} of "
+                  f"train.steps={run.train.steps}; nothing to do (raise train.steps, or use a new "
+                  "train.output_dir or train.resume=never)")
         return result
-    tracker = make_tracker(run.tracker.kind if rank == 0 else "none", output_dir=str(output_dir),
+    tracker = make_tracker(run.tracker.kind if state.rank == 0 else "none", output_dir=str(state.output_dir),
                            run_name=run.tracker.run_name, config=run_config_dict(run), mode=run.tracker.mode)
-    source = StepSource(sampler, make_planner(run.parallel, run.model, world))
+    source = StepSource(state.sampler, make_planner(run.parallel, run.model, state.world))
     groups = ProcessGroupCache()
-    stop = GracefulStop(output_dir)
-    bar = tqdm(total=run.train.steps, initial=first_step, disable=not (run.train.progress and rank == 0),
+    stop = GracefulStop(state.output_dir)
+    bar = tqdm(total=run.train.steps, initial=state.first_step, disable=not (run.train.progress and state.rank == 0),
                desc="train", unit="step", dynamic_ncols=True)
     try:
         source.prefetch()
-        for step in range(first_step + 1, run.train.steps + 1):
+        for step in range(state.first_step + 1, run.train.steps + 1):
             started = time.perf_counter()
             current = source.take()
-            plan = current.plan
-            groups.prepare(plan)
+            groups.prepare(current.plan)
             if step < run.train.steps:
                 source.prefetch()
-            optimizer.zero_grad(set_to_none=True)
-            mine = run_plan(model, plan, current.sequences, rank, groups,
-                            attention_backend=run.parallel.attention_backend, device=device,
-                            offload=run.memory.offload != "none")
-            all_reduce_gradients(model.parameters())
-            grad_norm = clip_gradients(model.parameters(), run.optim.grad_clip)
-            lr = schedule.get_last_lr()[0]
-            optimizer.step()
-            schedule.step()
-            rows = gather_rank_results(mine, device)
-            metrics = step_metrics(rows, plan, run.model, time.perf_counter() - started, grad_norm, lr,
-                                   run.parallel.peak_tflops_per_rank)
-            metrics["activation_offload"] = float(offload_active(run.memory.offload != "none", device))
+            mine, grad_norm, lr = train_step(state, current, groups)
+            metrics = record_metrics(state, current, mine, grad_norm, lr, time.perf_counter() - started)
             tracker.log(metrics, step)
             result.losses[step], result.last_step = metrics["loss"], step
             result.metrics.append(metrics)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
-
-            ran = step - first_step
-            stopping = stop.agreed(also=run.train.stop_after_steps is not None and ran >= run.train.stop_after_steps)
-            stopping = stopping and step < run.train.steps
-            every = run.train.checkpoint_every
-            if stopping or step == run.train.steps or (every and step % every == 0):
-                save_checkpoint(output_dir, model, optimizer,
-                                TrainerState(step, schedule.state_dict(), current.sampler_state, rng_state()))
+            stopping = should_stop(state, stop, step)
+            if checkpoint_due(state, step, stopping):
+                save(state, step, current)
             if stopping:
                 result.preempted = True
-                if rank == 0:
-                    (output_dir / PREEMPTED_FILE).write_text(f"{step}\n")
+                mark_preempted(state, step)
                 break
     finally:
         bar.close()
         source.close()
         stop.close()
         tracker.finish()
-    if rank == 0 and not result.preempted:
-        final = {"step": result.last_step, "flops_convention": FLOPS_CONVENTION, **result.metrics[-1]}
-        (output_dir / FINAL_METRICS).write_text(json.dumps(final, indent=2) + "\n")
+    finish(state, result)
     return result
