@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "ModelConfig": "config", "ModelConfigError": "config", "preset_names": "config",
+    "ModelConfig": "config", "ModelConfigError": "config", "RopeScaling": "config", "preset_names": "config",
+    "load_hf": "hf_weights", "load_hf_weights": "hf_weights", "save_hf": "hf_weights",
     "LOCAL": "decoder", "AttentionLayout": "decoder", "Decoder": "decoder",
     "FLOPS_CONVENTION": "flops", "mfu": "flops", "step_flops": "flops",
     "IGNORE": "loss", "count_targets": "loss", "next_token_targets": "loss", "step_loss": "loss",

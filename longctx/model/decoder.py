@@ -21,9 +21,14 @@ import torch
 from torch import nn
 
 from longctx.attention import HybridPlan, plan_attention, run_planned
+from longctx.model.activation_checkpoint import checkpointed_block
+from longctx.model.activation_memory import EMBEDDING, HEAD, PLAIN, ActivationMemory
 from longctx.model.config import ModelConfig
 from longctx.model.layers import RMSNorm, SwiGLU, at_least_fp32
+from longctx.model.loss import step_loss
 from longctx.model.rope import apply_rope, rope_tables
+from longctx.model.tiled_loss import tiled_head_loss
+from longctx.model.tiled_mlp import tiled_swiglu
 
 
 @dataclass(frozen=True)
@@ -51,15 +56,19 @@ class Attention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.q = nn.Linear(config.dim, config.dim, bias=False)
-        self.k = nn.Linear(config.dim, config.kv_dim, bias=False)
-        self.v = nn.Linear(config.dim, config.kv_dim, bias=False)
+        self.q = nn.Linear(config.dim, config.dim, bias=config.qkv_bias)
+        self.k = nn.Linear(config.dim, config.kv_dim, bias=config.qkv_bias)
+        self.v = nn.Linear(config.dim, config.kv_dim, bias=config.qkv_bias)
         self.o = nn.Linear(config.dim, config.dim, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 cu_seqlens: torch.Tensor | Sequence[int], layout: AttentionLayout,
-                plan: HybridPlan | None = None) -> tuple[torch.Tensor, HybridPlan]:
-        """Returns the output `[n, dim]` and the attention plan (built here when `plan` is None)."""
+                plan: HybridPlan | None = None, core=run_planned) -> tuple[torch.Tensor, HybridPlan]:
+        """Returns the output `[n, dim]` and the attention plan (built here when `plan` is None).
+
+        `core(q, k, v, plan)` computes the attention output (`run_planned`; layer checkpoints swap in one
+        that keeps or replays it, see `longctx.model.activation_checkpoint`).
+        """
         n, c = x.shape[0], self.config
         q = apply_rope(self.q(x).view(n, c.n_heads, c.head_dim), cos, sin)
         k = apply_rope(self.k(x).view(n, c.n_kv_heads, c.head_dim), cos, sin)
@@ -67,7 +76,7 @@ class Attention(nn.Module):
         if plan is None:
             plan = plan_attention(q, k, v, cu_seqlens, kind=layout.kind, group=layout.group,
                                   ulysses_degree=layout.ulysses_degree, backend=layout.backend)
-        out = run_planned(q, k, v, plan)
+        out = core(q, k, v, plan)
         return self.o(out.reshape(n, c.dim)), plan
 
 
@@ -81,16 +90,21 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(config.dim, config.norm_eps)
         self.mlp = SwiGLU(config.dim, config.ffn_dim)
 
-    def forward(self, x, cos, sin, cu_seqlens, layout: AttentionLayout,
-                plan: HybridPlan | None = None) -> tuple[torch.Tensor, HybridPlan]:
-        """Returns the block's output `[n, dim]` and the attention plan (see `Attention.forward`)."""
-        attended, plan = self.attention(self.attention_norm(x), cos, sin, cu_seqlens, layout, plan)
+    def forward(self, x, cos, sin, cu_seqlens, layout: AttentionLayout, plan: HybridPlan | None = None,
+                core=run_planned, mlp_tile_tokens: int | None = None) -> tuple[torch.Tensor, HybridPlan]:
+        """Returns the block's output `[n, dim]` and the attention plan (see `Attention.forward`).
+
+        `mlp_tile_tokens`: run the MLP over token tiles (`longctx.model.tiled_mlp`); None: all at once.
+        """
+        attended, plan = self.attention(self.attention_norm(x), cos, sin, cu_seqlens, layout, plan, core)
         x = x + attended
-        return x + self.mlp(self.mlp_norm(x)), plan
+        normed = self.mlp_norm(x)
+        mlp = self.mlp(normed) if mlp_tile_tokens is None else tiled_swiglu(self.mlp, normed, mlp_tile_tokens)
+        return x + mlp, plan
 
 
 class Decoder(nn.Module):
-    """Embedding, `n_layers` blocks, final RMSNorm, untied output head."""
+    """Embedding, `n_layers` blocks, final RMSNorm, output head (sharing the embedding's matrix when tied)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -99,10 +113,12 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)
         self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.head.weight = self.embedding.weight
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Normal(0, init_std) for every matrix and the embedding; norms start at one.
+        """Normal(0, init_std) for every matrix and the embedding; biases start at zero, norms at one.
 
         Seed torch's generator identically on every rank before building the model
         and every rank holds the same initial weights.
@@ -110,12 +126,44 @@ class Decoder(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor, cu_seqlens: torch.Tensor | Sequence[int],
-                layout: AttentionLayout = LOCAL) -> torch.Tensor:
+                layout: AttentionLayout = LOCAL, memory: ActivationMemory = PLAIN) -> torch.Tensor:
         """Logits `[n, vocab]` (at least fp32) for this rank's tokens `[n]` at document positions `[n]`."""
-        cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_theta)
-        x, plan = self.embedding(tokens), None
-        for block in self.blocks:
-            x, plan = block(x, cos, sin, cu_seqlens, layout, plan)
-        return at_least_fp32(self.head(self.norm(x)))
+        hidden = self.hidden(tokens, positions, cu_seqlens, layout, memory)
+        with memory.scope(HEAD):
+            return at_least_fp32(self.head(self.norm(hidden)))
+
+    def hidden(self, tokens: torch.Tensor, positions: torch.Tensor, cu_seqlens: torch.Tensor | Sequence[int],
+               layout: AttentionLayout = LOCAL, memory: ActivationMemory = PLAIN) -> torch.Tensor:
+        """The last block's output `[n, dim]` (before the final norm), with `memory`'s checkpoints and tiles."""
+        cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_theta, self.config.rope_scaling)
+        with memory.scope(EMBEDDING):
+            x = self.embedding(tokens)
+        plan = None
+        for index, block in enumerate(self.blocks):
+            with memory.scope(index):
+                if memory.checkpointing == "none":
+                    x, plan = block(x, cos, sin, cu_seqlens, layout, plan, mlp_tile_tokens=memory.mlp_tile_tokens)
+                else:
+                    x, plan = checkpointed_block(block, x, cos, sin, cu_seqlens, layout, plan,
+                                                 selective=memory.checkpointing == "selective",
+                                                 mlp_tile_tokens=memory.mlp_tile_tokens)
+        return x
+
+    def loss(self, tokens: torch.Tensor, positions: torch.Tensor, cu_seqlens: torch.Tensor | Sequence[int],
+             targets: torch.Tensor, step_targets: int, layout: AttentionLayout = LOCAL,
+             memory: ActivationMemory = PLAIN) -> torch.Tensor:
+        """This shard's ``sum CE / step_targets`` (`longctx.model.loss.step_loss`) for targets `[n]`.
+
+        With `memory.loss_tile_tokens` the head and cross-entropy run over token tiles
+        (`longctx.model.tiled_loss`) and the `[n, vocab]` logits never exist at once.
+        """
+        if memory.loss_tile_tokens is None:
+            return step_loss(self(tokens, positions, cu_seqlens, layout, memory), targets, step_targets)
+        hidden = self.hidden(tokens, positions, cu_seqlens, layout, memory)
+        with memory.scope(HEAD):
+            return tiled_head_loss(self.norm(hidden), self.head.weight, targets, step_targets,
+                                   memory.loss_tile_tokens)
