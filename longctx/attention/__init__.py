@@ -9,6 +9,9 @@ starting at 0, strictly increasing, the same on every rank of `group`: checked).
 Attention is causal inside each document and never crosses documents; GQA
 needs Hq % Hkv == 0. The result `[local_tokens, Hq, D]` has q's dtype and
 autograd flows to q, k and v. Every rank of `group` must make the same call.
+`group` is a ProcessGroup (all its ranks) or a `RankGroup` (some ranks of an
+existing group, e.g. of the world: no process group of their own is needed,
+since attention talks only point to point; see `rank_group.py`).
 
 kind:
   "local"   a group of one (group None or of size 1);
@@ -18,8 +21,8 @@ kind:
             (`hybrid.py`); by default the largest proper divisor of the group
             size that is <= Hkv, else the smallest proper divisor, else 1.
 softmax_scale defaults to 1/sqrt(D). backend names a local kernel from
-`longctx.attention.backends` ("auto": triton on CUDA when available, else
-reference).
+`longctx.attention.backends` ("auto": on CUDA the fastest available of
+flash_attn, sdpa, triton for fp16/bf16 and triton for fp32; else reference).
 
 Bad input raises `AttentionInputError` (a ValueError) on every rank of the group
 before any attention communication.
@@ -34,6 +37,7 @@ import torch.distributed as dist
 from longctx.attention.backends import BackendUnavailableError, available_backends, get_backend
 from longctx.attention.comm import TrafficCounter
 from longctx.attention.hybrid import HybridAttention, HybridPlan
+from longctx.attention.rank_group import RankGroup, as_rank_group
 from longctx.attention.reference import backward as reference_backward, forward as reference_forward
 from longctx.attention.sharding import ZigzagSharding
 from longctx.attention.validation import (
@@ -51,6 +55,7 @@ __all__ = [
     "AttentionInputError",
     "BackendUnavailableError",
     "HybridPlan",
+    "RankGroup",
     "TrafficCounter",
     "ZigzagSharding",
     "available_backends",
@@ -86,7 +91,7 @@ def _ulysses_degree(kind: str, group_size: int, requested: int | None, num_kv_he
 
 def plan_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | Sequence[int], *,
-    kind: str = "local", group: dist.ProcessGroup | None = None, ulysses_degree: int | None = None,
+    kind: str = "local", group: dist.ProcessGroup | RankGroup | None = None, ulysses_degree: int | None = None,
     softmax_scale: float | None = None, backend: str = "auto", traffic: TrafficCounter | None = None,
 ) -> HybridPlan:
     """Validate one call of `context_parallel_attention` and build its plan.
@@ -103,8 +108,9 @@ def plan_attention(
         if not dist.is_initialized():
             raise AttentionInputError(f"kind={kind!r} needs a process group; torch.distributed is not initialized")
         group = dist.group.WORLD
-    size = 1 if group is None else dist.get_world_size(group)
-    rank = 0 if group is None else dist.get_rank(group)
+    group = as_rank_group(group)
+    size = 1 if group is None else group.size
+    rank = 0 if group is None else group.index
     error, sharding, cu = None, None, None
     try:
         check_kind(kind, size, ulysses_degree)
@@ -116,7 +122,7 @@ def plan_attention(
         scale = q.shape[2] ** -0.5 if softmax_scale is None else float(softmax_scale)
         if not scale > 0:
             raise AttentionInputError(f"softmax_scale={softmax_scale} must be a positive number (or None)")
-        kernel = get_backend(backend, q.device)
+        kernel = get_backend(backend, q.device, q.dtype)
     except (AttentionInputError, BackendUnavailableError) as exc:
         error = exc
     if size > 1:
@@ -131,7 +137,7 @@ def plan_attention(
 
 def context_parallel_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor | Sequence[int], *,
-    kind: str = "local", group: dist.ProcessGroup | None = None, ulysses_degree: int | None = None,
+    kind: str = "local", group: dist.ProcessGroup | RankGroup | None = None, ulysses_degree: int | None = None,
     softmax_scale: float | None = None, backend: str = "auto",
 ) -> torch.Tensor:
     """This rank's attention output `[local_tokens, Hq, D]`; see the module docstring."""

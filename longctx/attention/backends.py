@@ -76,8 +76,10 @@ _REGISTRY: dict[str, Callable[[torch.device], tuple[ModuleType | None, str | Non
     "flash_attn": _self_probing("longctx.attention.flash_attn_backend"),
 }
 
-#: tried in order by backend="auto"; "reference" always works
-_AUTO_ORDER = ("triton", "reference")
+#: tried in order by backend="auto", fastest first, for fp16/bf16 inputs and for fp32 (the flash kernels
+#: take half precision only); "reference" always works
+_AUTO_ORDER_HALF = ("flash_attn", "sdpa", "triton", "reference")
+_AUTO_ORDER_FP32 = ("triton", "reference")
 
 
 def backend_names() -> tuple[str, ...]:
@@ -90,10 +92,14 @@ def available_backends(device: torch.device) -> list[str]:
     return [name for name, probe in _REGISTRY.items() if probe(device)[0] is not None]
 
 
-def get_backend(name: str, device: torch.device) -> Backend:
-    """Load backend `name` ("auto" picks the first available of `_AUTO_ORDER`) for `device`."""
+def get_backend(name: str, device: torch.device, dtype: torch.dtype = torch.float32) -> Backend:
+    """Load backend `name` for `device`; "auto" picks the first available of the order for `dtype`.
+
+    On CPU "auto" is "reference" for every dtype (the kernel the exactness tests check); pick "sdpa" by name.
+    """
     if name == "auto":
-        for candidate in _AUTO_ORDER:
+        half = dtype in (torch.float16, torch.bfloat16) and device.type == "cuda"
+        for candidate in _AUTO_ORDER_HALF if half else _AUTO_ORDER_FP32:
             module, _ = _REGISTRY[candidate](device)
             if module is not None:
                 return Backend(candidate, module.forward, module.backward)

@@ -10,19 +10,20 @@ Forward: all-to-all inside the Ulysses team (sequence -> heads), ring
 attention over the ring on the union of the team's tokens for this rank's
 heads, all-to-all back. Backward mirrors it.
 
-Teams and rings are member lists of the caller's group, talked to with P2P on
-that group (`longctx.attention.comm.MemberComm`); no process group is created.
+Teams and rings are member lists of the caller's `RankGroup`, talked to with
+P2P on its process group (`longctx.attention.comm.MemberComm`); no process
+group is created.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 
 from longctx.attention.backends import Backend
 from longctx.attention.comm import MemberComm, TrafficCounter
 from longctx.attention.heads import HeadSlice, SliceKernel, split_heads
+from longctx.attention.rank_group import RankGroup
 from longctx.attention.ring import RingLayout, ring_backward, ring_forward
 from longctx.attention.sharding import ZigzagSharding, doc_ids_of
 from longctx.attention.ulysses import UlyssesExchange
@@ -32,7 +33,7 @@ from longctx.attention.ulysses import UlyssesExchange
 class HybridPlan:
     """Everything one rank needs to run attention for one packed batch on one group.
 
-    group None means a group of one (local attention).
+    group None means a group of one (local attention); else the members (`RankGroup`) in group-rank order.
     """
 
     sharding: ZigzagSharding
@@ -42,7 +43,7 @@ class HybridPlan:
     num_kv_heads: int
     backend: Backend
     softmax_scale: float
-    group: dist.ProcessGroup | None
+    group: RankGroup | None
     traffic: TrafficCounter | None = None
 
     def __post_init__(self):
@@ -57,10 +58,10 @@ class HybridPlan:
         self.kernel = SliceKernel(self.backend, self.softmax_scale, my_heads)
         self.exchange = None
         if degree > 1:
-            team_comm = MemberComm(self.group, teams[ring_index], self.traffic)
+            team_comm = MemberComm(self.group.process_group, self.group.members(teams[ring_index]), self.traffic)
             self.exchange = UlyssesExchange(team_comm, [sharding.token_index(p) for p in teams[ring_index]])
         ring = [team[ulysses_index] for team in teams]
-        self.ring_comm = MemberComm(self.group, ring, self.traffic) if ring_size > 1 else None
+        self.ring_comm = MemberComm(self.group.process_group, self.group.members(ring), self.traffic) if ring_size > 1 else None
         tokens = [torch.sort(torch.cat([sharding.token_index(p) for p in team])).values for team in teams]
         docs = [doc_ids_of(sharding.cu_seqlens, t) for t in tokens]
         self.layout = RingLayout(docs, [t - sharding.cu_seqlens[d] for t, d in zip(tokens, docs)])

@@ -107,7 +107,7 @@ def check_local_tokens(n_local: int, expected: int, rank: int, group_size: int, 
 
 def agree_across_group(group, device: torch.device, error: Exception | None,
                        cu_seqlens: torch.Tensor | None) -> None:
-    """Make every rank of `group` raise when any rank's input is bad (one tiny all_gather).
+    """Make every rank of `group` (a `RankGroup`) raise when any rank's input is bad (one tiny exchange).
 
     Some bad input is visible on only some ranks (a wrong `cu_seqlens[-1]` can
     leave one rank's shard size unchanged); raising there alone would leave the
@@ -116,15 +116,15 @@ def agree_across_group(group, device: torch.device, error: Exception | None,
     its own error, the others an error naming the failing ranks, and a
     `cu_seqlens` that differs between ranks is an error everywhere.
     """
-    import torch.distributed as dist
+    from longctx.attention.comm import MemberComm
 
     fingerprint = 0.0
     if cu_seqlens is not None:
         weights = torch.arange(1, cu_seqlens.numel() + 1, dtype=torch.float64)
         fingerprint = float((cu_seqlens.double() * weights).sum()) + cu_seqlens.numel()
     mine = torch.tensor([float(error is not None), fingerprint], dtype=torch.float64, device=device)
-    everyone = [torch.empty_like(mine) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(everyone, mine, group=group)
+    members = MemberComm(group.process_group, list(group.ranks))
+    everyone = [t.view(2) for t in members.all_to_all([mine] * group.size, [2] * group.size)]
     if error is not None:
         raise error
     failed = [r for r, t in enumerate(everyone) if t[0] > 0]

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from longctx.runtime.comm_device import comm_tensor
+
 STOP_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 STOP_FILE = "STOP"
 PREEMPTED_FILE = "PREEMPTED"
@@ -34,7 +36,7 @@ class GracefulStop:
 
     def agreed(self, also: bool = False) -> bool:
         """True on every rank iff any rank was signalled, sees the STOP file, or passes `also` (collective)."""
-        wish = torch.tensor([int(bool(self.signalled) or self.stop_file.exists() or also)], dtype=torch.int32)
+        wish = comm_tensor([int(bool(self.signalled) or self.stop_file.exists() or also)], torch.int32)
         dist.all_reduce(wish, op=dist.ReduceOp.MAX)
         return bool(wish.item())
 
