@@ -6,8 +6,9 @@
 
 Prints a table (one row per group, longest first, with the wave, ranks, kind,
 Ulysses degree, sequences, tokens and modelled time) and writes the Plan JSON to
-``--out``. Input is checked before any work; on an error nothing is written and
-the exit code is 2.
+``--out``. Input is checked before any work (`cli_inputs`: strict numbers,
+UTF-8 lengths files, a writable ``--out``); on an error nothing is written, one
+line names the problem and the exit code is 2.
 """
 from __future__ import annotations
 
@@ -19,31 +20,35 @@ from pathlib import Path
 
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel
+from longctx.scheduler.cost_profile import planning_inputs
 from longctx.scheduler.errors import SchedulerInputError
 from longctx.scheduler.milp import SOLVERS
 from longctx.scheduler.plan import Plan
 from longctx.scheduler.planner import METHODS, plan_step
 from longctx.scheduler.simulator import group_times_ms
-from longctx.scheduler.workloads import SAMPLERS, document_stream, pack_steps, read_lengths_file
+from longctx.scheduler.cli_inputs import OneLineErrorParser, check_output_file, count_arg, finite_arg, read_lengths_file
+from longctx.scheduler.workloads import SAMPLERS, document_stream, pack_steps
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="longctx plan", description="Plan one step's dynamic data x context-parallel mesh.")
+    p = OneLineErrorParser(prog="longctx plan", description="Plan one step's dynamic data x context-parallel mesh.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--lengths", type=Path, help="text file: one sequence length (tokens) per line")
     src.add_argument("--workload", choices=sorted(SAMPLERS), help="sample one step from a workload")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (with --workload)")
-    p.add_argument("--tokens-per-rank", type=int, default=16384, help="step budget per rank (with --workload)")
+    p.add_argument("--seed", type=count_arg(0), default=0, help="sampler seed (with --workload)")
+    p.add_argument("--tokens-per-rank", type=count_arg(1), default=16384, help="step budget per rank (with --workload)")
     p.add_argument("--cluster", type=Path, help="cluster YAML/JSON (else --ranks etc.)")
-    p.add_argument("--ranks", type=int, default=64)
-    p.add_argument("--ranks-per-node", type=int, default=8)
-    p.add_argument("--memory-gb", type=float, default=80.0, help="memory per rank, GB")
-    p.add_argument("--cost-profile", type=Path, help="cost-model profile YAML/JSON (else the 7B/H100 defaults)")
+    p.add_argument("--ranks", type=count_arg(1), default=64)
+    p.add_argument("--ranks-per-node", type=count_arg(1), default=8)
+    p.add_argument("--memory-gb", type=finite_arg(0.0, inclusive=False), default=80.0, help="memory per rank, GB")
+    p.add_argument("--cost-profile", type=Path,
+                   help="cost profile YAML/JSON written by `longctx profile` (its links replace the cluster's); "
+                        "else the 7B/H100 defaults")
     p.add_argument("--method", choices=METHODS, default="milp")
     p.add_argument("--solver", choices=SOLVERS, default="highs")
-    p.add_argument("--time-limit", type=float, default=1.0, help="MILP time limit, seconds")
+    p.add_argument("--time-limit", type=finite_arg(0.0, inclusive=True), default=1.0, help="MILP time limit, seconds")
     p.add_argument("--out", type=Path, default=Path("plan.json"), help="where to write the Plan JSON")
-    p.add_argument("--rows", type=int, default=30, help="groups shown in the table (longest first)")
+    p.add_argument("--rows", type=count_arg(0), default=30, help="groups shown in the table (longest first)")
     return p
 
 
@@ -91,9 +96,10 @@ def write_atomically(path: Path, text: str) -> None:
 def plan_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
+        check_output_file(args.out)
         cluster = Cluster.from_file(args.cluster) if args.cluster else Cluster(
             args.ranks, args.ranks_per_node, args.memory_gb)
-        cost_model = CostModel.from_profile(args.cost_profile) if args.cost_profile else CostModel()
+        cluster, cost_model = planning_inputs(args.cost_profile, cluster)
         lengths = _lengths(args, cluster, cost_model)
         plan = plan_step(lengths, cluster, cost_model=cost_model, method=args.method, solver=args.solver,
                          time_limit_s=args.time_limit)

@@ -35,15 +35,29 @@ world (FSDP); ``reserved_gb`` per rank is kept free. A group's sequences run one
 after another (or packed while they fit), so a sequence of s tokens fits a
 group of d ranks iff ``s <= d * max_tokens_per_rank``.
 
+Measured shapes and overheads (all default off; `longctx profile` sets them):
+``measured_shapes`` maps a shape key ``"kind:size:ulysses_degree"`` (see
+`shape_key`) to a fit ``[a_ms, b_ms_per_token, c_ms_per_token2]`` measured on
+the machine; a sequence of ``s`` tokens on that shape then takes
+``a + b*s + c*s^2`` ms instead of the formulas above, which still price every
+shape that was not measured (plus ``sequence_overhead_ms`` per sequence, the
+fixed cost of one forward+backward call). ``step_overhead_ms`` is the per-step
+time outside the waves (gradient sync, optimizer, step hand-off); it is the
+same for every plan of a step, so plans and their step times leave it out; the
+trainer adds it to the plan's time to predict the step's wall time
+(``predicted_step_ms`` in the step metrics).
+
 Profile files: YAML or JSON mapping whose keys are the field names of
-`CostModel` (any subset; missing keys keep the defaults). A runtime profiler
-writes one with `CostModel.to_profile(path)`.
+`CostModel` (any subset; missing keys keep the defaults), or a full cost
+profile whose ``cost_model`` entry is such a mapping (see
+`longctx.scheduler.cost_profile`, written by `longctx profile`).
+`CostModel.to_profile(path)` writes the flat form.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
@@ -106,13 +120,22 @@ class CostModel:
     num_params: float = 6.74e9
     state_bytes_per_param: float = 16.0  #: bf16 weight+grad, fp32 master+Adam m,v; sharded over the world
     reserved_gb: float = 8.0  #: per-rank memory kept free (allocator, buffers, framework)
+    sequence_overhead_ms: float = 0.0  #: fixed time of one sequence's forward+backward call, ms
+    step_overhead_ms: float = 0.0  #: per-step time outside the waves (grad sync, optimizer), ms
+    #: shape key -> measured [a ms, b ms/token, c ms/token^2]; replaces the formulas for that shape
+    measured_shapes: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "measured_shapes", _checked_fits(self.measured_shapes))
         for f in fields(self):
+            if f.name == "measured_shapes":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise SchedulerInputError(f"CostModel.{f.name}={value!r}: must be a number")
-            if f.name in ("offload_fraction", "reserved_gb"):
+            if f.name in ("offload_fraction", "reserved_gb", "sequence_overhead_ms", "step_overhead_ms"):
+                if value < 0:
+                    raise SchedulerInputError(f"CostModel.{f.name}={value!r}: must be >= 0")
                 continue
             if not value > 0:
                 raise SchedulerInputError(f"CostModel.{f.name}={value!r}: must be > 0")
@@ -143,6 +166,13 @@ class CostModel:
     def time_ms(self, lengths, shape: GroupShape, cluster: Cluster) -> np.ndarray:
         """Time (ms) of each sequence in `lengths` (tokens, array-like) run alone on `shape`."""
         s = np.asarray(lengths, dtype=np.float64)
+        fit = self.measured_shapes.get(shape_key(shape))
+        if fit is not None:
+            return fit[0] + fit[1] * s + fit[2] * s * s
+        return self.sequence_overhead_ms + self._formula_ms(s, shape, cluster)
+
+    def _formula_ms(self, s: np.ndarray, shape: GroupShape, cluster: Cluster) -> np.ndarray:
+        """The analytic time (ms) of each of `s` tokens' sequences on `shape` (module docstring)."""
         d = shape.size
         linear = self.linear_ms_per_token * s / d
         attention = self.attention_ms_per_token2 * s * s
@@ -193,13 +223,51 @@ class CostModel:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def from_profile(cls, path: str | Path) -> "CostModel":
-        data = load_mapping(path, "cost-model profile")
+    def from_dict(cls, data: dict, where: str) -> "CostModel":
+        """A cost model from a mapping of field names (any subset); `where` names the source in errors."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SchedulerInputError(f"cost-model profile {str(path)!r}: unknown key(s) {unknown}; known: {sorted(known)}")
+            raise SchedulerInputError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+    @classmethod
+    def from_profile(cls, path: str | Path) -> "CostModel":
+        """The cost model of a flat profile file or of a full cost profile's ``cost_model`` entry."""
+        data = load_mapping(path, "cost-model profile")
+        if isinstance(data.get("cost_model"), dict):
+            return cls.from_dict(data["cost_model"], f"cost profile {str(path)!r} cost_model")
+        return cls.from_dict(data, f"cost-model profile {str(path)!r}")
+
+
+def shape_key(shape: GroupShape) -> str:
+    """The key of `shape` in `CostModel.measured_shapes`: ``"kind:size:ulysses_degree"``."""
+    return f"{shape.kind}:{shape.size}:{shape.ulysses_degree}"
+
+
+def _checked_fits(table) -> dict[str, tuple[float, float, float]]:
+    """`measured_shapes` validated: keys parse as shapes, values are three numbers >= 0."""
+    if not isinstance(table, dict):
+        raise SchedulerInputError(f"CostModel.measured_shapes={table!r}: must map 'kind:size:ulysses_degree' to [a, b, c]")
+    clean = {}
+    for key, fit in table.items():
+        try:
+            kind, size, degree = str(key).split(":")
+            size, degree = int(size), int(degree)
+        except ValueError:
+            raise SchedulerInputError(
+                f"CostModel.measured_shapes key {key!r}: write 'kind:size:ulysses_degree', e.g. 'ring:2:1'") from None
+        try:
+            shape = GroupShape(size, kind, degree)
+        except SchedulerInputError as err:
+            raise SchedulerInputError(f"CostModel.measured_shapes key {key!r}: {err}") from None
+        ok = isinstance(fit, (list, tuple)) and len(fit) == 3 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in fit)
+        if not ok:
+            raise SchedulerInputError(
+                f"CostModel.measured_shapes[{key!r}]={fit!r}: must be [a ms, b ms/token, c ms/token^2], each >= 0")
+        clean[shape_key(shape)] = tuple(float(x) for x in fit)
+    return clean
 
 
 def default_sizes(ranks_per_node: int, num_ranks: int) -> tuple[int, ...]:
