@@ -16,6 +16,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("longctx.benchmarks.cli", "main", "run a benchmark suite (scheduler|attention|train|kernels)"),
     "launch": ("longctx.launch.cli", "main", "launch a job (slurm|local|status|logs|cancel|collect)"),
     "demo": ("longctx.attention.demo", "main", "context-parallel attention demo on CPU processes"),
+    "convert": ("longctx.runtime.hf_convert", "main", "convert checkpoints: to-hf | from-hf (Hugging Face)"),
+    "data": ("longctx.data.cli", "main", "data tools: ingest text/.jsonl into a megatron-core dataset"),
+    "profile": ("longctx.profiling.cli", "main", "measure the cost model on this machine (writes a cost profile)"),
 }
 
 

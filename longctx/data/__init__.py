@@ -1,6 +1,6 @@
 """Data: tokenize documents into megatron-core IndexedDatasets and pack them into steps.
 
-Flow: text / .jsonl --:func:`ingest`--> ``<prefix>.bin/.idx`` --:class:`DocumentDataset`-->
+Flow: text / .jsonl --:func:`ingest` (parallel, ``longctx data ingest``)--> ``<prefix>.bin/.idx`` --:class:`DocumentDataset`-->
 :class:`StepSampler` --> per step, a list of ``int32`` token arrays (one per document piece).
 :func:`default_corpus` gives a ready dataset built from the Python standard library.
 """

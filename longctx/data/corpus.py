@@ -8,12 +8,12 @@ a cache directory and reused.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import platform
 import sysconfig
 from pathlib import Path
 
+from longctx.data.build_once import build_once
 from longctx.data.ingest import ingest
 from longctx.data.tokenizers import ByteTokenizer, Tokenizer
 
@@ -35,6 +35,11 @@ def stdlib_source_files() -> list[str]:
     return files
 
 
+def cache_root(cache_dir: str | None = None) -> Path:
+    """Where cached corpora and tokenizers live: ``cache_dir``, or ``~/.cache/longctx`` when None."""
+    return Path(cache_dir if cache_dir is not None else "~/.cache/longctx").expanduser()
+
+
 def default_corpus(cache_dir: str | None = None, tokenizer: Tokenizer | None = None) -> str:
     """Return the prefix of the default corpus, building it on first use.
 
@@ -45,15 +50,9 @@ def default_corpus(cache_dir: str | None = None, tokenizer: Tokenizer | None = N
     others wait and then reuse the result.
     """
     tokenizer = tokenizer or ByteTokenizer()
-    root = Path(cache_dir if cache_dir is not None else "~/.cache/longctx").expanduser()
-    prefix = str(root / f"corpus-{platform.python_version()}-{tokenizer.name}")
-    if _is_complete(prefix):
-        return prefix
-    root.mkdir(parents=True, exist_ok=True)
-    with open(prefix + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _is_complete(prefix):
-            ingest(stdlib_source_files(), prefix, tokenizer)
+    prefix = str(cache_root(cache_dir) / f"corpus-{platform.python_version()}-{tokenizer.name}")
+    build_once(prefix + ".lock", lambda: _is_complete(prefix),
+               lambda: ingest(stdlib_source_files(), prefix, tokenizer))
     return prefix
 
 

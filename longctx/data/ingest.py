@@ -1,53 +1,66 @@
-"""Ingest: text files and .jsonl into a megatron-core IndexedDataset (.bin/.idx).
+"""Ingest: text files and .jsonl into a megatron-core IndexedDataset (.bin/.idx), in parallel processes.
 
-One document becomes one megatron sequence (and one megatron document): its
-token ids followed by the tokenizer's end-of-document id. Token ids are stored
-in the smallest dtype megatron-core picks for the vocabulary (uint16 for the
-byte tokenizer).
+One document becomes one megatron sequence (and one megatron document): the
+tokenizer's beginning-of-document id if it has one, the document's token ids,
+and its end-of-document id. Token ids are stored in the smallest dtype
+megatron-core picks for the vocabulary (uint16 below 65500 ids).
 
-The dataset is written under temporary names and renamed into place, ``.bin``
-first and ``.idx`` last, so a reader that finds ``<prefix>.idx`` finds a
-complete dataset, and a failure (bad input, full disk) leaves nothing behind.
+The inputs are cut into shards (:mod:`longctx.data.shards`) that ``workers``
+processes tokenize; the parent appends them in shard order as they arrive,
+so the output is identical for any number of workers. The dataset is written
+under temporary names and renamed into place, ``.bin`` first and ``.idx``
+last, so a reader that finds ``<prefix>.idx`` finds a complete dataset, and a
+failure (bad input, full disk) leaves nothing behind.
 """
 from __future__ import annotations
 
-import json
+import multiprocessing
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import torch
+from tqdm import tqdm
 
 from longctx.data.megatron_format import indexed_dataset_module
+from longctx.data.shards import DEFAULT_SHARD_BYTES, Shard, TokenizedShard, plan_shards, tokenize_shard
 from longctx.data.tokenizers import Tokenizer
 
 
-def ingest(inputs: list[str], output_prefix: str, tokenizer: Tokenizer) -> str:
+def ingest(inputs: list[str], output_prefix: str, tokenizer: Tokenizer, workers: int = 1,
+           progress: bool = False, shard_bytes: int = DEFAULT_SHARD_BYTES) -> str:
     """Tokenize ``inputs`` into ``<output_prefix>.bin`` / ``<output_prefix>.idx``; return the prefix.
 
     ``inputs``: paths of text files (each file is one document, UTF-8) or of
     ``.jsonl`` files (one JSON object per line with a string field ``"text"``;
     blank lines are skipped). Empty documents are skipped. An existing dataset
-    at ``output_prefix`` is replaced.
+    at ``output_prefix`` is replaced. ``workers``: tokenizing processes (1: in
+    this process). ``progress``: a tqdm bar over the input bytes.
+    ``shard_bytes``: input bytes per unit of work.
     """
     paths = _checked_inputs(inputs)
+    for field, value in (("workers", workers), ("shard_bytes", shard_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"ingest: {field}={value!r} must be an integer >= 1")
     megatron = indexed_dataset_module()
+    dtype = megatron.DType.optimal_dtype(tokenizer.vocab_size)  # a numpy scalar type (megatron needs the type)
+    shards = plan_shards(paths, shard_bytes)
 
     os.makedirs(os.path.dirname(os.path.abspath(output_prefix)), exist_ok=True)
     temp_prefix = f"{output_prefix}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    dtype = megatron.DType.optimal_dtype(tokenizer.vocab_size)
+    scratch = tempfile.mkdtemp(prefix=os.path.basename(temp_prefix) + "-shards-",
+                               dir=os.path.dirname(os.path.abspath(output_prefix)))
+    bar = tqdm(total=sum(shard.size for shard in shards), unit="B", unit_scale=True, desc="ingest",
+               disable=not progress, dynamic_ncols=True)
     try:
         builder = megatron.IndexedDatasetBuilder(temp_prefix + ".bin", dtype=dtype)
         documents = 0
-        for source, text in _documents(paths):
-            ids = _document_ids(tokenizer, text, source)
-            if ids is None:
-                continue
-            builder.add_item(torch.from_numpy(ids))
-            builder.end_document()
-            documents += 1
+        for tokenized in _tokenized_in_order(shards, tokenizer, dtype, scratch, workers):
+            documents += _append(builder, tokenized, dtype)
+            bar.update(tokenized.input_bytes)
         builder.finalize(temp_prefix + ".idx")
         if documents == 0:
             raise ValueError(
@@ -57,10 +70,45 @@ def ingest(inputs: list[str], output_prefix: str, tokenizer: Tokenizer) -> str:
         os.replace(temp_prefix + ".bin", output_prefix + ".bin")
         os.replace(temp_prefix + ".idx", output_prefix + ".idx")
     finally:
+        bar.close()
+        shutil.rmtree(scratch, ignore_errors=True)
         for suffix in (".bin", ".idx"):
             if os.path.exists(temp_prefix + suffix):
                 os.remove(temp_prefix + suffix)
     return output_prefix
+
+
+def _tokenized_in_order(shards: list[Shard], tokenizer: Tokenizer, dtype: type, scratch: str,
+                        workers: int) -> Iterator[TokenizedShard]:
+    """Tokenized shards in shard order: here for one worker, else from a spawn pool (no fork of torch state)."""
+    if workers == 1 or len(shards) == 1:
+        for shard in shards:
+            yield tokenize_shard(shard, tokenizer, dtype, scratch)
+        return
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, len(shards)), initializer=_init_worker, initargs=(tokenizer, dtype, scratch)) as pool:
+        yield from pool.imap(_tokenize_in_worker, shards)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(tokenizer: Tokenizer, dtype: type, scratch: str) -> None:
+    _WORKER.update(tokenizer=tokenizer, dtype=dtype, scratch=scratch)
+
+
+def _tokenize_in_worker(shard: Shard) -> TokenizedShard:
+    return tokenize_shard(shard, _WORKER["tokenizer"], _WORKER["dtype"], _WORKER["scratch"])
+
+
+def _append(builder, tokenized: TokenizedShard, dtype: type) -> int:
+    """Append a shard's documents to the megatron builder, one megatron document each; returns their number."""
+    tokens = np.fromfile(tokenized.tokens_path, dtype=dtype)
+    os.remove(tokenized.tokens_path)
+    offsets = np.concatenate([[0], np.cumsum(tokenized.lengths)])
+    for start, stop in zip(offsets[:-1], offsets[1:]):
+        builder.add_document(tokens[start:stop], [int(stop - start)])
+    return len(tokenized.lengths)
 
 
 def _checked_inputs(inputs: list[str]) -> list[Path]:
@@ -75,50 +123,3 @@ def _checked_inputs(inputs: list[str]) -> list[Path]:
             what = "is a directory" if path.is_dir() else "does not exist"
             raise FileNotFoundError(f"ingest: input {str(path)!r} {what}; give paths of text or .jsonl files")
     return paths
-
-
-def _documents(paths: list[Path]) -> Iterator[tuple[str, str]]:
-    """Yield ``(source, text)`` per document; ``source`` names file (and line) for errors."""
-    for path in paths:
-        if path.suffix == ".jsonl":
-            yield from _jsonl_documents(path)
-        else:
-            yield str(path), _read_text(path)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"ingest: {str(path)!r} is not valid UTF-8 ({error}); convert it to UTF-8") from error
-
-
-def _jsonl_documents(path: Path) -> Iterator[tuple[str, str]]:
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        source = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"ingest: {source} is not valid JSON ({error}); each line must be one JSON object") from error
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            found = sorted(record) if isinstance(record, dict) else type(record).__name__
-            raise ValueError(
-                f"ingest: {source} has no string field \"text\" (found {found}); "
-                "each .jsonl line must be an object like {\"text\": \"...\"}"
-            )
-        yield source, record["text"]
-
-
-def _document_ids(tokenizer: Tokenizer, text: str, source: str) -> np.ndarray | None:
-    """Token ids of one document with end-of-document appended, or None if it is empty."""
-    if not text:
-        return None
-    ids = np.asarray(tokenizer.encode(text) + [tokenizer.eod_id], dtype=np.int64)
-    if ids.min() < 0 or ids.max() >= tokenizer.vocab_size:
-        raise ValueError(
-            f"ingest: tokenizer {tokenizer.name!r} produced ids in [{ids.min()}, {ids.max()}] for {source}, "
-            f"outside its vocab_size={tokenizer.vocab_size}; fix the tokenizer's vocab_size"
-        )
-    return ids

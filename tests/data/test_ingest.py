@@ -81,3 +81,61 @@ def test_dataset_errors_name_the_prefix_and_the_fix(tmp_path):
         dataset[1]
     with pytest.raises(IndexError, match=r"token range \[2, 9\) outside document 0 of length 4"):
         dataset.tokens(0, 2, 9)
+
+
+def _mixed_inputs(directory) -> list[str]:
+    """Text files and a .jsonl of 120 lines (some empty documents), so small shards cut inside the .jsonl."""
+    rng = np.random.default_rng(3)
+    words = ["alpha", "beta", "γάμμα", "δ", "\n", "世界", "def", "return", " "]
+    lines = [json.dumps({"text": " ".join(rng.choice(words, size=int(rng.integers(0, 60))))}) for _ in range(120)]
+    (directory / "docs.jsonl").write_text("\n".join(lines) + "\n")
+    for name, size in (("a.txt", 5), ("b.txt", 3000), ("c.py", 40)):
+        (directory / name).write_text("".join(rng.choice(words, size=size)))
+    return [str(directory / n) for n in ("a.txt", "docs.jsonl", "b.txt", "c.py")]
+
+
+def test_one_and_three_workers_write_identical_files_with_documents_in_input_order(tmp_path):
+    from tests.data.hf_tokenizers import write_hf_tokenizer
+    from longctx.data import load_tokenizer
+
+    tokenizer = load_tokenizer(str(write_hf_tokenizer(tmp_path / "tok", config={"eos_token": "</s>"})))
+    inputs = _mixed_inputs(tmp_path)
+    one = ingest(inputs, str(tmp_path / "one"), tokenizer, workers=1, shard_bytes=700)
+    three = ingest(inputs, str(tmp_path / "three"), tokenizer, workers=3, shard_bytes=700, progress=True)
+    for suffix in (".bin", ".idx"):
+        assert (tmp_path / f"one{suffix}").read_bytes() == (tmp_path / f"three{suffix}").read_bytes(), suffix
+
+    texts = [(tmp_path / "a.txt").read_text()]
+    texts += [t for t in (json.loads(line)["text"] for line in (tmp_path / "docs.jsonl").read_text().splitlines()) if t]
+    texts += [(tmp_path / "b.txt").read_text(), (tmp_path / "c.py").read_text()]
+    dataset = DocumentDataset(three)
+    assert len(dataset) == len(texts)
+    for index, text in enumerate(texts):
+        assert dataset[index].tolist() == [tokenizer.bos_id, *tokenizer.encode(text), tokenizer.eod_id], index
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp-" in p.name) == []
+
+
+def test_a_bad_line_in_a_later_shard_names_its_line_number_with_workers(tmp_path):
+    lines = [json.dumps({"text": f"document {i}"}) for i in range(60)]
+    lines[47] = json.dumps({"body": "no text"})
+    (tmp_path / "docs.jsonl").write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=r"docs.jsonl:48 has no string field"):
+        ingest([str(tmp_path / "docs.jsonl")], str(tmp_path / "out"), TOKENIZER, workers=2, shard_bytes=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("workers", 0), ("shard_bytes", 0), ("workers", 1.5)])
+def test_bad_worker_settings_are_clear_errors(tmp_path, field, value):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(ValueError, match=f"{field}={value!r} must be an integer >= 1"):
+        ingest([str(tmp_path / "a.txt")], str(tmp_path / "out"), TOKENIZER, **{field: value})
+
+
+def test_cli_ingests_with_workers_and_reports_the_dataset(tmp_path, capsys):
+    from longctx.cli import main
+
+    inputs = _mixed_inputs(tmp_path)
+    assert main(["data", "ingest", *inputs, "--output", str(tmp_path / "ds"), "--workers", "1", "--no-progress"]) == 0
+    assert f"{len(DocumentDataset(str(tmp_path / 'ds')))} documents" in capsys.readouterr().out
+    assert main(["data", "ingest", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "x")]) == 2
+    assert "missing.txt' does not exist" in capsys.readouterr().err

@@ -1,53 +1,106 @@
-"""Tokenizers: the byte tokenizer is lossless; Hugging Face ones load only from local files."""
+"""Tokenizers: byte is lossless; HF tokenizer.json directories load offline with BOS/EOS per document; the BPE trains once."""
 from __future__ import annotations
 
-import importlib.util
+import threading
+from pathlib import Path
 
 import pytest
+import transformers
 
-from longctx.data import ByteTokenizer, load_tokenizer
+import longctx.data.bpe as bpe_module
+from longctx.data import ByteTokenizer, DocumentDataset, HuggingFaceTokenizer, ingest, load_tokenizer
+from tests.data.hf_tokenizers import write_hf_tokenizer
+
+TEXT = "def train(data):\n    return 'héllo, 世界 🐍'\n"
 
 
 def test_byte_tokenizer_round_trips_any_text_and_drops_end_of_document():
     tokenizer = load_tokenizer("byte")
     assert isinstance(tokenizer, ByteTokenizer)
-    text = "def f(x):\n    return 'héllo, 世界 🐍'\n"
-    ids = tokenizer.encode(text)
-    assert len(ids) == len(text.encode("utf-8")) and max(ids) < 256
-    assert tokenizer.decode(ids + [tokenizer.eod_id]) == text
-    assert (tokenizer.vocab_size, tokenizer.eod_id, tokenizer.name) == (257, 256, "byte")
+    ids = tokenizer.encode(TEXT)
+    assert len(ids) == len(TEXT.encode("utf-8")) and max(ids) < 256
+    assert tokenizer.decode(ids + [tokenizer.eod_id]) == TEXT
+    assert (tokenizer.vocab_size, tokenizer.eod_id, tokenizer.bos_id, tokenizer.name) == (257, 256, None, "byte")
 
 
-def test_non_local_hugging_face_tokenizer_is_a_clear_error_without_download():
-    name = "/nonexistent/tokenizer-dir"
-    if importlib.util.find_spec("transformers") is None:
-        with pytest.raises(ImportError, match="needs the Hugging Face 'transformers' package"):
-            load_tokenizer(name)
-    else:
+def test_non_local_tokenizer_is_a_clear_error_without_download(tmp_path):
+    for name in ("/nonexistent/tokenizer-dir", str(tmp_path), "no-such-org/no-such-tokenizer"):
         with pytest.raises(FileNotFoundError, match="not available locally"):
             load_tokenizer(name)
 
 
 @pytest.mark.parametrize("name", ["", None])
 def test_empty_tokenizer_name_is_rejected(name):
-    with pytest.raises(ValueError, match="must be 'byte' or a local Hugging Face tokenizer"):
+    with pytest.raises(ValueError, match="must be 'byte', 'bpe"):
         load_tokenizer(name)
 
 
-def test_local_hugging_face_tokenizer_loads_offline_and_round_trips(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    backend = Tokenizer(models.BPE(unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator(["def train(model, data):\n    return model(data)\n"] * 20, trainer)
-    transformers.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>").save_pretrained(tmp_path / "tok")
+def test_transformers_saved_tokenizer_loads_through_tokenizers_and_round_trips(tmp_path):
+    backend_dir = write_hf_tokenizer(tmp_path / "raw", bos=None)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_file=str(backend_dir / "tokenizer.json"),
+                                                eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(tmp_path / "tok")
 
     tokenizer = load_tokenizer(str(tmp_path / "tok"))
-    text = "def train(data):\n    return data\n"
-    ids = tokenizer.encode(text)
-    assert tokenizer.eod_id == backend.token_to_id("</s>") and tokenizer.eod_id not in ids
-    assert tokenizer.decode(ids + [tokenizer.eod_id]) == text
-    assert tokenizer.name == "tok" and tokenizer.vocab_size == backend.get_vocab_size()
+    ids = tokenizer.encode(TEXT)
+    assert ids == fast.encode(TEXT, add_special_tokens=False), "same ids as transformers"
+    assert tokenizer.eod_id == fast.eos_token_id and tokenizer.eod_id not in ids and tokenizer.bos_id is None
+    assert tokenizer.decode(ids + [tokenizer.eod_id]) == TEXT
+    assert tokenizer.name.startswith("tok-") and tokenizer.vocab_size == len(fast)
+
+
+def test_bos_comes_from_the_post_processor_and_ingest_wraps_every_document(tmp_path):
+    directory = write_hf_tokenizer(tmp_path / "llama_like", config={"eos_token": {"content": "</s>"}, "bos_token": "<s>"})
+    tokenizer = load_tokenizer(str(directory))
+    assert tokenizer.bos_id is not None and tokenizer.bos_id != tokenizer.eod_id
+    documents = ["first document", "second one, longer"]
+    (tmp_path / "docs.jsonl").write_text("".join(f'{{"text": "{d}"}}\n' for d in documents))
+    dataset = DocumentDataset(ingest([str(tmp_path / "docs.jsonl")], str(tmp_path / "ds"), tokenizer))
+    for index, text in enumerate(documents):
+        assert dataset[index].tolist() == [tokenizer.bos_id, *tokenizer.encode(text), tokenizer.eod_id]
+
+
+@pytest.mark.parametrize(("config", "expect_bos"), [({"add_bos_token": False}, False), ({"add_bos_token": True}, True)])
+def test_add_bos_token_in_the_config_overrides_the_post_processor(tmp_path, config, expect_bos):
+    directory = write_hf_tokenizer(tmp_path / "t", post_processor_bos=not expect_bos,
+                                   config={"eos_token": "</s>", "bos_token": "<s>", **config})
+    tokenizer = load_tokenizer(str(directory))
+    assert (tokenizer.bos_id is not None) == expect_bos
+
+
+@pytest.mark.parametrize(("config", "match"), [
+    (None, "defines no eos_token"),
+    ({"eos_token": "<|missing|>"}, r"eos_token='<\|missing\|>' .* is not in its vocabulary"),
+])
+def test_tokenizer_without_a_usable_eos_is_a_clear_error(tmp_path, config, match):
+    directory = write_hf_tokenizer(tmp_path / "t", eos=None, config=config)
+    with pytest.raises(ValueError, match=match):
+        load_tokenizer(str(directory))
+
+
+def test_trained_bpe_is_built_once_under_concurrency_and_is_deterministic(tmp_path, monkeypatch):
+    calls = []
+    real_train = bpe_module._train_into
+    monkeypatch.setattr(bpe_module, "_train_into", lambda *args: (calls.append(args), real_train(*args)))
+    loaded: list[HuggingFaceTokenizer] = []
+    threads = [threading.Thread(target=lambda: loaded.append(load_tokenizer("bpe-1024", str(tmp_path / "a"))))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    again = load_tokenizer("bpe-1024", str(tmp_path / "b"))  # a fresh cache: trained a second time
+    assert len(calls) == 2 and len(loaded) == 2
+    files = [Path(t.directory, "tokenizer.json").read_bytes() for t in (*loaded, again)]
+    assert files[0] == files[1] == files[2], "training must be deterministic"
+    assert not [p for p in (tmp_path / "a").iterdir() if ".tmp-" in p.name]
+
+    tokenizer = loaded[0]
+    assert (tokenizer.vocab_size, tokenizer.eod_id, tokenizer.bos_id) == (1024, 0, None)
+    ids = tokenizer.encode(TEXT)
+    assert tokenizer.decode(ids) == TEXT and len(ids) < len(TEXT.encode()) / 1.5, "subwords, lossless"
+
+
+def test_too_small_bpe_vocabulary_is_a_clear_error():
+    with pytest.raises(ValueError, match="needs at least 257"):
+        load_tokenizer("bpe-100")
