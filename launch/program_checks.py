@@ -7,7 +7,10 @@ run's argument list and raises a ValueError whose message names the problem.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.abc
+import sys
 
 from longctx.launch.launcher_config import LauncherConfig
 
@@ -26,6 +29,35 @@ def check_program_arguments(launcher: LauncherConfig, run_args: list[list[str]],
     if target is None:
         return
     module_name, function_name = target.split(":")
-    check = getattr(importlib.import_module(module_name), function_name)
-    for args in run_args:
-        check([*launcher.args[1:], *args])
+    with torch_imports_refused(target):
+        check = getattr(importlib.import_module(module_name), function_name)
+        for args in run_args:
+            check([*launcher.args[1:], *args])
+
+
+class _RefuseTorch(importlib.abc.MetaPathFinder):
+    """Import hook that fails any import of torch, naming the check that tried."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"the submit-time check {self.target} imported {name}; the launcher must never "
+                              "import torch (login nodes often lack a CUDA torch): keep that check torch-free")
+        return None
+
+
+@contextlib.contextmanager
+def torch_imports_refused(target: str):
+    """Within the block, importing torch raises ImportError (the launcher runs the training stack's checks
+    in its own process, so those must stay torch-free; see STYLE.md)."""
+    if "torch" in sys.modules:  # imported by the caller (a test process): nothing left to protect
+        yield
+        return
+    finder = _RefuseTorch(target)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
