@@ -2,23 +2,23 @@
 
 The world of 4 runs two groups at once, (2, 0) and (3, 1) (group rank 0 is
 global rank 2, ...), then one group of 3, (3, 1, 2), while rank 0 idles, then
-two overlapping groups one after the other. Every
-group's results, unsharded in group-rank order, match the single-process
-reference within the parity tolerance. The slow test does the same on a world
-of 8 for world size 8 and for rings of 5, 6 and 7 ranks, fp32 and bf16.
+two overlapping groups one after the other. Every group's results, put back
+at their global token indices, match the dense float64 reference
+(`tests.reference`) within the parity tolerance. The slow test does the same
+on a world of 8 for world size 8 and for rings of 5, 6 and 7 ranks, fp32 and bf16.
 """
 from __future__ import annotations
 
 import pytest
 import torch.distributed as dist
 
-from longctx.attention.parity import ParityCase, distributed_results, relative_errors
+from tests.reference.cp_attention_check import AttentionCase, relative_errors, run_distributed
 from tests.attention.test_parity import FP32_REL_TOL, assert_bf16_error_bounded_and_flat, bf16_case
 
 GQA_UNEVEN = dict(lengths=(1, 7, 300, 33), num_q_heads=8, num_kv_heads=2)
 
 
-def run_on_groups(groups: list[tuple[int, ...]], cases: list[ParityCase]) -> list[list | None]:
+def run_on_groups(groups: list[tuple[int, ...]], cases: list[AttentionCase]) -> list[list | None]:
     """On every world rank: for each group it belongs to, its results for every case (else None).
 
     Every rank creates every group, in order (as `new_group` requires); group rank i is ranks[i].
@@ -32,7 +32,7 @@ def run_on_groups(groups: list[tuple[int, ...]], cases: list[ParityCase]) -> lis
             continue
         if dist.get_rank(group) != ranks.index(me):
             raise AssertionError(f"group {ranks}: global rank {me} has group rank {dist.get_rank(group)}")
-        out.append([distributed_results(case, group) for case in cases])
+        out.append([run_distributed(case, group) for case in cases])
     return out
 
 
@@ -46,7 +46,7 @@ def _group_errors(pool, groups, cases, norm="max") -> dict[tuple, list[dict[str,
     }
 
 
-def _assert_within_tolerance(errors: dict[tuple, list[dict[str, float]]], cases: list[ParityCase]) -> None:
+def _assert_within_tolerance(errors: dict[tuple, list[dict[str, float]]], cases: list[AttentionCase]) -> None:
     for ranks, per_case in errors.items():
         for case, got in zip(cases, per_case):
             bad = {k: v for k, v in got.items() if not v <= FP32_REL_TOL}
@@ -54,7 +54,7 @@ def _assert_within_tolerance(errors: dict[tuple, list[dict[str, float]]], cases:
 
 
 def test_attention_on_non_contiguous_unsorted_groups_matches_reference(gloo_pool):
-    cases = [ParityCase(kind=kind, **GQA_UNEVEN) for kind in ("ring", "ulysses", "hybrid")]
+    cases = [AttentionCase(kind=kind, **GQA_UNEVEN) for kind in ("ring", "ulysses", "hybrid")]
     pool = gloo_pool(4)
     _assert_within_tolerance(_group_errors(pool, [(2, 0), (3, 1)], cases), cases)
     _assert_within_tolerance(_group_errors(pool, [(3, 1, 2)], cases), cases)
@@ -64,8 +64,8 @@ def test_attention_on_non_contiguous_unsorted_groups_matches_reference(gloo_pool
 @pytest.mark.slow
 def test_world_of_8_and_rings_of_5_6_7_match_reference(gloo_pool):
     pool = gloo_pool(8)
-    cases = [ParityCase(kind=kind, **GQA_UNEVEN) for kind in ("ring", "ulysses", "hybrid")]
-    cases += [ParityCase(kind="hybrid", ulysses_degree=d, **GQA_UNEVEN) for d in (2, 4)]
+    cases = [AttentionCase(kind=kind, **GQA_UNEVEN) for kind in ("ring", "ulysses", "hybrid")]
+    cases += [AttentionCase(kind="hybrid", ulysses_degree=d, **GQA_UNEVEN) for d in (2, 4)]
     _assert_within_tolerance(_group_errors(pool, [tuple(range(8))], cases), cases)
     rings = [(7, 5, 3, 1, 0), (6, 2, 4, 0, 1, 3), (1, 2, 3, 4, 5, 6, 7)]
     _assert_within_tolerance(_group_errors(pool, rings, cases[:2]), cases[:2])

@@ -9,12 +9,10 @@ import pytest
 import torch
 
 from longctx.attention import ZigzagSharding, reference, sdpa_backend
-from longctx.attention.parity import (
-    PARITY_REL_TOL, ParityCase, reference_results, relative_errors, run_cases,
-)
+from tests.reference.cp_attention_check import FP32_REL_TOL, AttentionCase, dense_results, relative_errors, run_cases
 from longctx.attention.segments import attention_blocks, pad_head_dim, require_half_precision
 
-TOL = PARITY_REL_TOL
+TOL = FP32_REL_TOL
 
 
 def _meta(lengths):
@@ -133,9 +131,9 @@ def test_sdpa_cuda_matches_reference_forward_lse_and_backward(dtype):
 
 
 def test_sdpa_ring_and_hybrid_on_gloo_match_single_process_reference(gloo_pool):
-    cases = [ParityCase(lengths=(1, 7, 300, 33), kind="ring", backend="sdpa"),
-             ParityCase(lengths=(2, 41), num_q_heads=6, num_kv_heads=1, kind="hybrid", seed=1, backend="sdpa")]
+    cases = [AttentionCase(lengths=(1, 7, 300, 33), kind="ring", backend="sdpa"),
+             AttentionCase(lengths=(2, 41), num_q_heads=6, num_kv_heads=1, kind="hybrid", seed=1, backend="sdpa")]
     per_rank = gloo_pool(3).run(run_cases, cases)
     for i, case in enumerate(cases):
-        errors = relative_errors(case, [r[i] for r in per_rank], reference_results(case))
+        errors = relative_errors(case, [r[i] for r in per_rank], dense_results(case))
         assert all(e <= TOL for e in errors.values()), f"{case}: {errors}"

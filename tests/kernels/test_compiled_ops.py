@@ -15,7 +15,7 @@ import torch
 
 from longctx.kernels import extension, ops, torch_fallbacks
 from longctx.attention.sharding import ZigzagSharding
-from tests.kernels.dense_reference import dense_attention
+from tests.reference.dense_attention import dense_attention
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

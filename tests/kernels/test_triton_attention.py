@@ -13,7 +13,7 @@ import torch
 from longctx.kernels import triton_attention
 from longctx.kernels.tile_ranges import key_ranges_per_query_tile, query_ranges_per_key_tile
 from longctx.attention.sharding import ZigzagSharding
-from tests.kernels.dense_reference import dense_attention, packed_docs
+from tests.reference.dense_attention import dense_attention, packed_docs
 
 FP32_TOL = dict(atol=2e-5, rtol=2e-5)
 HALF_TOL = {"out": dict(atol=3e-2, rtol=3e-2), "grad": dict(atol=6e-2, rtol=6e-2)}

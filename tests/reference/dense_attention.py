@@ -1,4 +1,4 @@
-"""A dense float64 masked-softmax attention and a packed-buffer builder for the kernel tests."""
+"""A dense float64 masked-softmax attention and a packed-buffer builder: the tests' independent attention reference."""
 from __future__ import annotations
 
 import torch
