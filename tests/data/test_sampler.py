@@ -114,5 +114,5 @@ def test_loading_a_state_from_different_settings_is_a_clear_error(dataset):
     state = StepSampler(dataset, BUDGET, MAX_DOC, SEED).state_dict()
     with pytest.raises(ValueError, match="saved tokens_per_step=1024 but this sampler has tokens_per_step=2048"):
         StepSampler(dataset, 2 * BUDGET, MAX_DOC, SEED).load_state_dict(state)
-    with pytest.raises(KeyError, match=r"state lacks \['cursor'\]"):
-        StepSampler(dataset, BUDGET, MAX_DOC, SEED).load_state_dict({k: v for k, v in state.items() if k != "cursor"})
+    with pytest.raises(KeyError, match=r"state lacks \['cursors'\]"):
+        StepSampler(dataset, BUDGET, MAX_DOC, SEED).load_state_dict({k: v for k, v in state.items() if k != "cursors"})
