@@ -1,15 +1,20 @@
-"""A hand-made plan whose waves move ranks between groups of every kind gives the single-process gradients."""
+"""A hand-made plan whose waves move ranks between groups of every kind gives the dense reference's gradients.
+
+The reference is `tests.reference.dense_decoder`: the same initial weights in
+float64, every document alone through a textbook decoder, no longctx code.
+"""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.distributed as dist
 
-from longctx.model import LOCAL, Decoder, ModelConfig, next_token_targets, step_loss
+from longctx.model import Decoder, ModelConfig
 from longctx.runtime.grad_sync import all_reduce_gradients
 from longctx.runtime.process_groups import ProcessGroupCache
 from longctx.runtime.step import micro_batches, run_plan
 from longctx.scheduler import Plan
+from tests.reference.dense_decoder import DenseShape, float64_weights, step_loss as dense_step_loss
 
 LENGTHS = [37, 64, 5, 120, 33, 80, 9, 50, 1]
 
@@ -35,18 +40,16 @@ def _model_and_sequences() -> tuple[Decoder, list[torch.Tensor]]:
     return model, [torch.randint(0, 257, (n,), generator=generator) for n in LENGTHS]
 
 
-def _single_process_gradients(model: Decoder, sequences: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    model.zero_grad(set_to_none=True)
-    cu = [0, *torch.cumsum(torch.tensor(LENGTHS), 0).tolist()]
-    positions = torch.cat([torch.arange(n) for n in LENGTHS])
-    targets = next_token_targets(sequences)
-    loss = step_loss(model(torch.cat(sequences), positions, cu, LOCAL), targets, int((targets >= 0).sum()))
+def _dense_gradients(model: Decoder, sequences: list[torch.Tensor]) -> tuple[dict[str, torch.Tensor], float]:
+    """Float64 gradients and loss of the whole step from the dense reference, at `model`'s weights."""
+    weights = float64_weights(model.state_dict())
+    loss = dense_step_loss(weights, DenseShape.of(model.config), sequences)
     loss.backward()
-    return {name: p.grad.clone() for name, p in model.named_parameters()}, float(loss.detach())
+    return {name: w.grad for name, w in weights.items()}, float(loss)
 
 
 def run_switching_plan() -> dict:
-    """On every rank: execute SWITCHING_PLAN, all-reduce, compare with the full single-process step."""
+    """On every rank: execute SWITCHING_PLAN, all-reduce, compare with the dense reference's whole step."""
     model, sequences = _model_and_sequences()
     plan = Plan.from_dict(SWITCHING_PLAN).validate()
     groups = ProcessGroupCache()
@@ -56,14 +59,14 @@ def run_switching_plan() -> dict:
     all_reduce_gradients(model.parameters())
     loss = torch.tensor([mine.loss], dtype=torch.float64)
     dist.all_reduce(loss)
-    got = {name: p.grad.clone() for name, p in model.named_parameters()}
-    want, want_loss = _single_process_gradients(model, sequences)
+    got = {name: p.grad.double() for name, p in model.named_parameters()}
+    want, want_loss = _dense_gradients(model, sequences)
     errors = {name: float((got[name] - want[name]).abs().max() / want[name].abs().max()) for name in want}
     return {"created": created, "again": again, "waves": mine.waves, "loss": float(loss), "want_loss": want_loss,
             "errors": errors}
 
 
-def test_waves_where_ranks_switch_groups_give_the_single_process_gradients(gloo_pool):
+def test_waves_where_ranks_switch_groups_give_the_dense_reference_gradients(gloo_pool):
     results = gloo_pool(4).run(run_switching_plan)
     # distinct multi-rank tuples: (0,1) (0,2) (0,1,2,3) -> the world group, (1,2,3) (2,3)
     assert [r["created"] for r in results] == [5] * 4 and [r["again"] for r in results] == [0] * 4

@@ -45,7 +45,6 @@ def test_a_bad_config_exits_2_before_any_process_starts(tmp_path, capsys):
 def test_longctx_train_runs_end_to_end_with_the_wandb_offline_tracker(tiny_dataset, tmp_path):
     from tests.tracking.wandb_records import history_rows
 
-    pytest.importorskip("wandb")
     output_dir = tmp_path / "run"
     command = [sys.executable, "-m", "longctx.cli", "train", "experiment=smoke", f"data.path={tiny_dataset}",
                "parallel.nprocs=2", "train.steps=2", "tracker=wandb", f"train.output_dir={output_dir}"]

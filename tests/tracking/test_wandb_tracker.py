@@ -3,12 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+import wandb  # noqa: F401  (a [test] dependency: a missing one fails, never skips)
 
 from longctx.tracking import make_tracker, run_id_for
 from tests.tracking.wandb_records import history_rows
-
-pytest.importorskip("wandb")
 
 
 def test_wandb_offline_run_holds_metrics_and_restart_continues_the_same_run(tmp_path):
