@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from longctx.launch.overrides import parse_override
+from longctx.launch.shell import ScriptValueError, require_single_line
 
 CONTAINER_RUNTIMES = (None, "pyxis", "apptainer")
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -25,10 +26,11 @@ class LauncherConfigError(ValueError):
 
 
 def _require_single_line(field: str, value: str | None) -> None:
-    if value is not None and any(ch in value for ch in "\n\r\0"):
-        raise LauncherConfigError(
-            f"launcher.{field}={value!r} contains a newline or NUL; SLURM options are one line each, remove it"
-        )
+    if value is not None:
+        try:
+            require_single_line(f"launcher.{field}", value)
+        except ScriptValueError as error:
+            raise LauncherConfigError(str(error)) from None
 
 
 def _require_int(field: str, value: Any, minimum: int, allow_none: bool = False) -> None:

@@ -12,17 +12,18 @@ from pathlib import Path
 
 from longctx.launch.job_dir import JobDirContents, write_job_dir
 from longctx.launch.job_spec import JobSpec, build_job_spec
-from longctx.launch.shell import quote
+from longctx.launch.shell import comment, quote, require_single_line
 
 SCRIPT_NAME = "run_local.sh"
 
 
 def render_local_script(spec: JobSpec, workdir: Path) -> str:
     cfg = spec.launcher
+    require_single_line("working directory", workdir)
     lines = [
         "#!/bin/bash",
         f"# longctx local job ({len(spec.run_dirs)} run(s)), rendered by `longctx launch local`.",
-        f"# Job directory: {spec.job_dir}",
+        comment("Job directory: {job_dir}", job_dir=spec.job_dir),
         "set -uo pipefail",
         f"cd {quote(workdir)}",
         *(f"export {name}={quote(value)}" for name, value in cfg.env.items()),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from longctx.launch import preemption, rendezvous
 from longctx.launch.launcher_config import LauncherConfig
-from longctx.launch.shell import bash_array, directive, quote
+from longctx.launch.shell import bash_array, comment, directive, quote, require_single_line
 
 SCRIPT_NAME = "job.sbatch"
 
@@ -43,6 +43,10 @@ class SbatchJob:
             )
         if len(self.task_dirs) > 1 and not self.array:
             raise ValueError(f"{len(self.task_dirs)} tasks need array=True (a SLURM job array)")
+        require_single_line("working directory", self.workdir)
+        require_single_line("job directory", self.job_dir)
+        for task_dir in self.task_dirs:
+            require_single_line("run output directory", task_dir)
 
     @property
     def slurm_output(self) -> str:
@@ -126,7 +130,8 @@ def render_sbatch(job: SbatchJob) -> str:
     lines = [
         "#!/bin/bash",
         f"# longctx job ({kind}), rendered by `longctx launch slurm` at {stamp}.",
-        f"# Job directory: {job.job_dir}  (resubmit: sbatch {job.job_dir / SCRIPT_NAME})",
+        comment("Job directory: {job_dir}  (resubmit: sbatch {script})", job_dir=job.job_dir,
+                script=job.job_dir / SCRIPT_NAME),
         *_directives(job),
         "",
         "set -uo pipefail",

@@ -9,7 +9,15 @@
 (b) ``longmix`` — long-context mix: 0.5% of documents are long, log-uniform in
     64K..1M tokens; the rest are drawn from (a). About 65% of tokens sit in the
     long documents.
-(c) a file with one positive integer length per line (`read_lengths_file`).
+(c) a file with one positive integer length per line (`read_lengths_file`, from `cli_inputs`).
+(d) long-document steps (`long_document_step`): a few documents of 150K-1M
+    tokens plus a web-text tail (a), `tokens_per_rank` tokens per rank in
+    total (64K by default), in a random arrival order. Shapes (`LONG_SHAPES`):
+    ``one-1m`` one 1,048,576-token document; ``several`` documents
+    log-uniform in 300K..800K holding about half the tokens; ``bimodal`` half
+    the tokens in documents log-uniform in 150K..1M, half in short documents
+    (the web body, below 8K). These are the steps the static DP x CP baseline
+    is hardest to beat on (issue 10).
 
 `pack_steps` cuts a stream of documents into steps of exactly
 `tokens_per_step` tokens (the step's global token budget), in arrival order:
@@ -19,12 +27,12 @@ opening the next step (as Megatron-style packing does).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.cli_inputs import read_lengths_file  # noqa: F401 - (c), re-exported here
 
 WEB_MEDIAN = 350.0
 WEB_SIGMA = 1.4
@@ -64,6 +72,62 @@ SAMPLERS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
 }
 
 
+LONG_SHAPES = ("one-1m", "several", "bimodal")
+#: tokens per rank of a long-document step unless told otherwise
+LONG_TOKENS_PER_RANK = 65_536
+ONE_LONG = 1_048_576
+SEVERAL_RANGE = (300_000, 800_000)
+BIMODAL_RANGE = (150_000, 1_048_576)
+#: share of a step's tokens in the long documents of shapes "several" and "bimodal"
+LONG_SHARE = 0.5
+
+
+def _log_uniform_until(rng: np.random.Generator, low: int, high: int, budget: int) -> list[int]:
+    """Documents log-uniform in [low, high] until they hold about `budget` tokens (at least one)."""
+    docs: list[int] = []
+    while not docs or sum(docs) < budget:
+        doc = int(np.rint(np.exp(rng.uniform(np.log(low), np.log(high)))))
+        if docs and sum(docs) + doc > budget * 1.25:  # stop before overshooting the share much
+            break
+        docs.append(doc)
+    return docs
+
+
+def _short_tail(rng: np.random.Generator, budget: int, longest: int, body_only: bool) -> list[int]:
+    """Web-text documents (a) holding exactly `budget` tokens, cut into pieces of at most `longest`
+    (only the body below TAIL_START when `body_only`)."""
+    stream = (int(x) for _ in iter(int, 1) for x in web_text_lengths(rng, 4096)
+              if not body_only or x < TAIL_START)
+    return pack_steps(stream, budget, 1, longest)[0] if budget else []
+
+
+def long_document_step(shape: str, num_ranks: int, seed: int = 0,
+                       tokens_per_rank: int = LONG_TOKENS_PER_RANK) -> list[int]:
+    """Sequence lengths (tokens) of one long-document step of `shape` for `num_ranks` ranks.
+
+    The lengths sum to exactly ``num_ranks * tokens_per_rank``; long documents are never cut
+    (dropped when they would exceed the budget); tail documents longer than `tokens_per_rank` are
+    cut into pieces of that length, as packing does; the order is random (arrival order).
+    """
+    if shape not in LONG_SHAPES:
+        raise SchedulerInputError(f"shape={shape!r}: choose one of {list(LONG_SHAPES)}")
+    for name, value in (("num_ranks", num_ranks), ("tokens_per_rank", tokens_per_rank)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SchedulerInputError(f"{name}={value!r}: must be a positive integer")
+    rng = np.random.default_rng(seed)
+    budget = num_ranks * tokens_per_rank
+    if shape == "one-1m":
+        long = [ONE_LONG]
+    else:
+        low, high = SEVERAL_RANGE if shape == "several" else BIMODAL_RANGE
+        long = _log_uniform_until(rng, low, high, int(LONG_SHARE * budget))
+    long = [min(doc, budget) for doc in long]
+    while sum(long) > budget:
+        long.pop()
+    docs = long + _short_tail(rng, budget - sum(long), tokens_per_rank, body_only=shape == "bimodal")
+    return [docs[i] for i in rng.permutation(len(docs)).tolist()]
+
+
 def document_stream(workload: str, seed: int, batch: int = 4096) -> Iterator[int]:
     """Endless stream of document lengths of a named workload, deterministic in `seed`."""
     if workload not in SAMPLERS:
@@ -101,27 +165,3 @@ def pack_steps(documents: Iterable[int], tokens_per_step: int, num_steps: int,
     return steps
 
 
-def read_lengths_file(path: str | Path) -> list[int]:
-    """Lengths from a text file, one positive integer per line (blank lines and # comments skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SchedulerInputError(f"lengths file {str(path)!r} does not exist")
-    lengths = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        try:
-            value = int(text)
-        except ValueError:
-            raise SchedulerInputError(
-                f"lengths file {str(path)!r} line {number}: {text!r} is not an integer; write one token count per line"
-            ) from None
-        if value <= 0:
-            raise SchedulerInputError(
-                f"lengths file {str(path)!r} line {number}: length {value} must be a positive number of tokens"
-            )
-        lengths.append(value)
-    if not lengths:
-        raise SchedulerInputError(f"lengths file {str(path)!r} holds no lengths")
-    return lengths
