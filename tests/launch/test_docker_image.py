@@ -6,7 +6,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
 DOCKERFILE = DOCKER_DIR / "Dockerfile"
