@@ -168,6 +168,41 @@ class MemoryConfig:
 
 
 @dataclass
+class SourceConfig:
+    """One source of a data mixture (see longctx/data/mixture.py): documents of a dataset, with a token share."""
+
+    #: megatron-core dataset prefix (<path>.bin/.idx); null: the embedded default corpus (data.tokenizer)
+    path: str | None = None
+    #: share of the training tokens (normalised over data.sources)
+    weight: float = 1.0
+    #: documents shorter than this many tokens are not drawn
+    min_length: int = 1
+    #: documents longer than this many tokens are not drawn; null: no limit
+    max_length: int | None = None
+    #: label in errors and metrics; null: the dataset's name
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"data.sources[{self.name or self.path or 'default corpus'}]"
+        _positive_number(f"{where}.weight", self.weight)
+        _positive_int(f"{where}.min_length", self.min_length)
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length < self.min_length):
+            raise ConfigError(f"{where}.max_length={self.max_length!r} must be an integer >= min_length="
+                              f"{self.min_length}, or null for no limit")
+        if self.path is not None:
+            _check_dataset_prefix(f"{where}.path", self.path)
+
+
+def _check_dataset_prefix(where: str, prefix: str) -> None:
+    missing = [prefix + ext for ext in (".bin", ".idx") if not os.path.isfile(prefix + ext)]
+    if missing:
+        raise ConfigError(
+            f"{where}={prefix!r}: {missing} not found; give the prefix of a dataset written by "
+            "`longctx data ingest` (files <prefix>.bin and <prefix>.idx), or null for the default corpus"
+        )
+
+
+@dataclass
 class DataConfig:
     """Where the documents come from and how a step is packed."""
 
@@ -183,6 +218,10 @@ class DataConfig:
     max_doc_tokens: int = 2048
     #: shuffle seed of the sampler
     seed: int = 0
+    #: a mixture of sources (ProLong-style long/short mix); empty: one source, data.path. Exclusive with data.path
+    sources: list[SourceConfig] = field(default_factory=list)
+    #: fraction of every dataset's documents held out for `longctx eval` (never drawn for training)
+    heldout_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _positive_int("data.tokens_per_step", self.tokens_per_step)
@@ -195,12 +234,13 @@ class DataConfig:
                 f"data.tokens_per_step to >= {self.max_doc_tokens} or lower data.max_doc_tokens"
             )
         if self.path is not None:
-            missing = [self.path + ext for ext in (".bin", ".idx") if not os.path.isfile(self.path + ext)]
-            if missing:
-                raise ConfigError(
-                    f"data.path={self.path!r}: {missing} not found; give the prefix of a dataset written by "
-                    "longctx.data.ingest (files <prefix>.bin and <prefix>.idx), or data.path=null for the default corpus"
-                )
+            _check_dataset_prefix("data.path", self.path)
+        if self.sources and self.path is not None:
+            raise ConfigError(f"data.path={self.path!r} and data.sources are both set; a mixture names its datasets "
+                              "in data.sources[*].path: set data.path=null")
+        if isinstance(self.heldout_fraction, bool) or not isinstance(self.heldout_fraction, (int, float)) \
+                or not 0 <= self.heldout_fraction < 1:
+            raise ConfigError(f"data.heldout_fraction={self.heldout_fraction!r} must lie in [0, 1)")
 
 
 @dataclass
@@ -251,6 +291,15 @@ class TrainConfig:
     stop_after_steps: int | None = None
     #: tqdm progress bar on rank 0
     progress: bool = True
+    #: train.resume=never into a directory that holds checkpoints: "error" (refuse, the default),
+    #: "archive" (move the old run's files into output_dir/archive-<UTC time>/), "overwrite" (delete them)
+    on_existing: str = "error"
+    #: keep the newest this many checkpoints (older ones are deleted after each save); 0: keep all
+    keep_checkpoints: int = 3
+    #: compute precision: "bf16" (bf16 matmuls, fp32 master weights, gradients, optimizer states, norms,
+    #: RoPE, softmax statistics and loss; see longctx.runtime.precision), "fp32", or "auto" (bf16 on CUDA,
+    #: fp32 on CPU, where the distributed-equals-one-process tests are exact)
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _positive_int("train.steps", self.steps)
@@ -261,6 +310,9 @@ class TrainConfig:
         _positive_int("train.checkpoint_every", self.checkpoint_every, minimum=0)
         if self.stop_after_steps is not None:
             _positive_int("train.stop_after_steps", self.stop_after_steps)
+        _choice("train.on_existing", self.on_existing, ("error", "archive", "overwrite"))
+        _positive_int("train.keep_checkpoints", self.keep_checkpoints, minimum=0)
+        _choice("train.precision", self.precision, ("auto", "bf16", "fp32"))
 
 
 @dataclass

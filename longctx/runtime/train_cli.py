@@ -3,15 +3,21 @@
 Everything is checked before a process starts: the overrides compose with
 `pkg://longctx.configs` (unknown group options and keys fail here), the
 structured config validates (ranks, token budget vs document cap, data path,
-model heads, world vs static CP size, tokenizer vs vocabulary). Then it joins
-an external torchrun/srun world when one is present, or spawns
-`parallel.nprocs` local processes (gloo on CPU, nccl on CUDA).
+model heads, world vs static CP size, tokenizer vs vocabulary), and
+`preflight.claim_run_dir` checks the output directory (a writable directory),
+the data and cost profile (readable), takes the run directory's lock and
+prepares it (old checkpoints, changed config), in this process (rank 0's
+under torchrun). Then it joins an external torchrun/srun world when one is
+present, or spawns `parallel.nprocs` local processes (gloo on CPU, nccl on
+CUDA).
 
 Exit codes: 0 done (also after a graceful stop, see `longctx.runtime.stop`),
-2 bad configuration, 1 a rank failed.
+2 bad configuration or a run directory in use, 3 stopped on a non-finite loss
+or gradient (`longctx.runtime.finite_guard`), 1 a rank failed.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from longctx.model import ModelConfigError
@@ -47,14 +53,23 @@ def compose_run_config(overrides: list[str]) -> RunConfig:
     if run.data.path is None:
         from longctx.data import load_tokenizer
 
-        run.check_tokenizer_vocab(load_tokenizer(run.data.tokenizer).vocab_size)
+        run.check_tokenizer_vocab(load_tokenizer(run.data.tokenizer, cache_dir=run.data.cache_dir).vocab_size)
     return run
 
 
 def _train(run: RunConfig) -> None:
+    """One rank's run; a non-finite stop exits NONFINITE_EXIT with rank 0's one-line message, no traceback."""
+    import torch.distributed as dist
+
+    from longctx.runtime.finite_guard import NONFINITE_EXIT, NonFiniteError
     from longctx.runtime.trainer import train
 
-    train(run)
+    try:
+        train(run)
+    except NonFiniteError as error:
+        if dist.get_rank() == 0:
+            print(f"longctx train: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(NONFINITE_EXIT) from None
 
 
 def _usage() -> str:
@@ -69,11 +84,30 @@ def main(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
         print(_usage())
         return 0
+    from longctx.runtime.preflight import claim_run_dir
+    from longctx.runtime.run_lock import RunDirLockedError
+    from longctx.runtime.world import under_torchrun
+
+    lock = None
     try:
         run = compose_run_config(argv)
-    except (ConfigError, ModelConfigError) as error:
+        if not under_torchrun() or os.environ["RANK"] == "0":
+            lock, messages = claim_run_dir(run)
+            for message in messages:
+                print(f"longctx train: {message}", flush=True)
+    except (ConfigError, ModelConfigError, RunDirLockedError) as error:
         print(f"longctx train: {error}", file=sys.stderr)
         return 2
+    try:
+        return _run_ranks(run)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_ranks(run: RunConfig) -> int:
+    """Run the ranks (join torchrun's world, or spawn them); the exit code."""
+    from longctx.runtime.finite_guard import NONFINITE_EXIT
     from longctx.runtime.world import run_in_external_world, run_spawned, under_torchrun
 
     if under_torchrun():
@@ -83,7 +117,12 @@ def main(argv: list[str]) -> int:
 
     try:
         run_spawned(run, _train)
-    except (mp.ProcessRaisedException, mp.ProcessExitedException) as error:
+    except mp.ProcessExitedException as error:
+        if error.exit_code == NONFINITE_EXIT:
+            return NONFINITE_EXIT
+        print(f"longctx train: a rank failed:\n{error}", file=sys.stderr)
+        return 1
+    except mp.ProcessRaisedException as error:
         print(f"longctx train: a rank failed:\n{error}", file=sys.stderr)
         return 1
     return 0

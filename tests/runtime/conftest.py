@@ -34,9 +34,14 @@ def tiny_run(dataset: str, output_dir, *overrides: str) -> RunConfig:
     of near-zero gradients (~1e-11, different for every plan) becomes a ~1e-6
     weight difference; eps=1e-6 keeps the comparison about the gradients.
     """
-    return compose_run_config([
+    return compose_run_config(tiny_overrides(dataset, output_dir, *overrides))
+
+
+def tiny_overrides(dataset: str, output_dir, *overrides: str) -> list[str]:
+    """The Hydra overrides of `tiny_run` (for `longctx train` command lines)."""
+    return [
         f"data.path={dataset}", "data.tokens_per_step=1024", "data.max_doc_tokens=384",
         "train.steps=4", "train.checkpoint_every=0", "train.progress=false", f"train.output_dir={output_dir}",
         "optim.warmup_steps=1", "optim.eps=1e-6", "tracker=none", "parallel.max_tokens_per_rank=150", "parallel.time_limit_s=0.5",
         *overrides,
-    ])
+    ]
