@@ -25,13 +25,14 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from longctx.data import DocumentDataset, StepSampler, default_corpus, load_tokenizer
+from longctx.data import StepSampler
 from longctx.model import FLOPS_CONVENTION, Decoder
 from longctx.runtime.checkpoint import (
     TrainerState, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
 )
 from longctx.runtime.comm_device import comm_device
 from longctx.runtime.config import RunConfig, run_config_dict
+from longctx.runtime.data_setup import training_sampler
 from longctx.runtime.grad_sync import all_reduce_gradients, clip_gradients
 from longctx.runtime.metrics import gather_rank_results, step_metrics
 from longctx.runtime.offload import offload_active
@@ -79,15 +80,6 @@ class TrainState:
     first_step: int = 0
 
 
-def _dataset(run: RunConfig) -> DocumentDataset:
-    """The run's dataset; the default corpus is built once (file lock) and shared by the ranks."""
-    if run.data.path is not None:
-        return DocumentDataset(run.data.path)
-    tokenizer = load_tokenizer(run.data.tokenizer)
-    run.check_tokenizer_vocab(tokenizer.vocab_size)
-    return DocumentDataset(default_corpus(run.data.cache_dir, tokenizer))
-
-
 def _write_outputs_start(run: RunConfig, output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_config_dict(run)))
@@ -102,8 +94,7 @@ def setup(run: RunConfig) -> TrainState:
     if rank == 0:
         _write_outputs_start(run, output_dir)
     dist.barrier()
-    sampler = on_rank0(lambda: StepSampler(_dataset(run), run.data.tokens_per_step, run.data.max_doc_tokens,
-                                           run.data.seed))
+    sampler = on_rank0(lambda: training_sampler(run))
     torch.manual_seed(run.train.seed)
     device = comm_device()  # compute where the world communicates (see runtime.comm_device)
     model = Decoder(run.model).to(device)
