@@ -15,11 +15,12 @@ Modules, one job each:
 - `milp`         compact PuLP model choosing shapes per length bucket (HiGHS / CBC)
 - `planner`      plan_step: bound, greedy, MILP, ring-only greedy; keeps the fastest
 - `simulator`    times any plan under the cost model
-- `baselines`    static DP x CP (arrival / balanced), FlexSP-style, ByteScale-style
+- `static`       static DP x CP plans (arrival / balanced), best over CP sizes
+- `baselines`    FlexSP-style and ByteScale-style re-implementations
 - `workloads`    length samplers (web long-tail, long-context mix), lengths files, step packing
 - `cli`          `longctx plan`
 """
-from longctx.scheduler.baselines import best_static_plan, bytescale_plan, flexsp_plan, static_plan
+from longctx.scheduler.baselines import bytescale_plan, flexsp_plan
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel, GroupShape
 from longctx.scheduler.errors import SchedulerInputError
@@ -27,6 +28,7 @@ from longctx.scheduler.lower_bound import lower_bound_ms
 from longctx.scheduler.plan import Plan, PlanGroup, PlanInvalidError, PlanWave
 from longctx.scheduler.planner import plan_step
 from longctx.scheduler.simulator import simulate
+from longctx.scheduler.static import best_static_plan, static_plan
 
 __all__ = [
     "Cluster", "CostModel", "GroupShape", "Plan", "PlanGroup", "PlanWave", "PlanInvalidError",

@@ -23,8 +23,13 @@ The solution is a `Candidate` that the greedy's list scheduler turns into a
 schedule (largest groups first on the earliest-free ranks, then LPT of the
 local work), which also produces the waves. The greedy's shape choice is a feasible
 solution of the model and is given to the solver as its start (HiGHS:
-`setSolution`; CBC: `warmStart`). Solver runs are single-threaded with a fixed
-seed, so the same input gives the same plan.
+`setSolution`; CBC: `warmStart`).
+
+Determinism: solver runs are single-threaded with a fixed seed and stop after
+`node_limit` branch-and-bound nodes (a work limit, `MILP_NODE_LIMIT` by
+default), so the same input gives the same incumbent on any machine. The
+wall-clock `time_limit_s` is only a safety net: when it stops the solver
+first, the status says "time limit" and the result may depend on machine speed.
 """
 from __future__ import annotations
 
@@ -45,6 +50,8 @@ from longctx.scheduler.options import OptionTable
 log = logging.getLogger(__name__)
 
 SOLVERS = ("highs", "cbc")
+#: branch-and-bound nodes per MILP solve: the deterministic work limit
+MILP_NODE_LIMIT = 200
 SHORT_FRACTION = 0.05
 BUCKET_RATIO = 1.1
 CONCURRENCY_LEVELS = 4
@@ -78,18 +85,36 @@ class _HighsWithStart(pulp.HiGHS):
             start.value_valid = True
             lp.solverModel.setSolution(start)
 
+    def findSolutionValues(self, lp):  # noqa: N802 (PuLP's name)
+        """PuLP's mapping, plus HiGHS's node-limit stop (kSolutionLimit) with an incumbent as a solution."""
+        import highspy
 
-def make_solver(name: str, time_limit_s: float):
-    """A PuLP solver by name; SchedulerInputError if unknown, SolverUnavailable if not installed."""
+        model = lp.solverModel
+        if model.getModelStatus() != highspy.HighsModelStatus.kSolutionLimit:
+            return super().findSolutionValues(lp)
+        if model.getInfo().primal_solution_status != 2:  # 2: feasible
+            lp.assignStatus(pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound)
+            return pulp.LpStatusNotSolved
+        values = list(model.getSolution().col_value)
+        for var in lp.variables():
+            var.varValue = values[var.index]
+        lp.assignStatus(pulp.LpStatusOptimal, pulp.LpSolutionIntegerFeasible)
+        return pulp.LpStatusOptimal
+
+
+def make_solver(name: str, time_limit_s: float | None, node_limit: int = MILP_NODE_LIMIT):
+    """A PuLP solver by name, stopping after `node_limit` nodes or `time_limit_s` seconds (None: no
+    wall-clock limit); SchedulerInputError if unknown, SolverUnavailable if not installed."""
     if name not in SOLVERS:
         raise SchedulerInputError(f"solver={name!r}: choose one of {list(SOLVERS)}")
     if name == "highs":
-        solver = _HighsWithStart(msg=False, timeLimit=time_limit_s, threads=1, random_seed=0)
+        solver = _HighsWithStart(msg=False, timeLimit=time_limit_s, threads=1, random_seed=0,
+                                 mip_max_nodes=node_limit)
     else:
         with warnings.catch_warnings():  # PuLP 3.3 deprecates the bundled CBC; it is still the one shipped
             warnings.simplefilter("ignore", DeprecationWarning)
             solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, warmStart=True,
-                                       options=["randomSeed 1", "randomCbcSeed 1"])
+                                       options=["randomSeed 1", "randomCbcSeed 1", f"maxNodes {node_limit}"])
     if not solver.available():
         raise SolverUnavailable(f"solver {name!r} ({type(solver).__name__}) is not available on this machine")
     return solver
@@ -115,7 +140,7 @@ def _pareto(times: np.ndarray, work: np.ndarray) -> list[int]:
 
 def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float,
                  start: dict[int, GroupShape], *, shapes: list[GroupShape], solver: str,
-                 time_limit_s: float) -> MilpOutcome:
+                 time_limit_s: float | None, node_limit: int = MILP_NODE_LIMIT) -> MilpOutcome:
     """Solve the model; `start` maps long sequence ids to the greedy's shapes (the MIP start)."""
     s = np.asarray(lengths, dtype=np.float64)
     n = cluster.num_ranks
@@ -169,7 +194,7 @@ def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: 
     prob += step + WORK_TIE_BREAK * pulp.lpSum(area_terms) / n
 
     _set_start(buckets, pairs, switches, step_rows, shapes, start, step)
-    solver_obj = make_solver(solver, time_limit_s)
+    solver_obj = make_solver(solver, time_limit_s, node_limit)
     try:
         prob.solve(solver_obj)
     except pulp.PulpSolverError as err:
@@ -189,8 +214,19 @@ def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: 
             queue = queue[count:]
         for i in queue:  # rounding slack: keep the greedy's shape
             choice[int(i)] = start.get(int(i), LOCAL)
-    hit_limit = prob.solverModel.getModelStatus().name == "kTimeLimit" if solver == "highs" else False
-    return MilpOutcome(choice, "time limit reached, best incumbent used" if hit_limit else status, step.value())
+    return MilpOutcome(choice, limit_status(prob, solver, status), step.value())
+
+
+def limit_status(prob: pulp.LpProblem, solver: str, status: str) -> str:
+    """The solve's status, naming a work (node) or wall-clock limit that stopped it (HiGHS only)."""
+    if solver != "highs":
+        return status
+    name = prob.solverModel.getModelStatus().name
+    if name == "kTimeLimit":
+        return "wall-clock time limit reached, best incumbent used"
+    if name == "kSolutionLimit":
+        return "node limit reached, best incumbent used"
+    return status
 
 
 def _set_start(buckets, pairs, switches, step_rows, shapes, start: dict[int, GroupShape], step) -> None:
@@ -214,13 +250,13 @@ def _set_start(buckets, pairs, switches, step_rows, shapes, start: dict[int, Gro
 
 
 def milp_candidate(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, start: Candidate, *,
-                   shapes: list[GroupShape], solver: str, time_limit_s: float,
-                   label: str = "milp") -> tuple[Candidate | None, str]:
+                   shapes: list[GroupShape], solver: str, time_limit_s: float | None,
+                   node_limit: int = MILP_NODE_LIMIT, label: str = "milp") -> tuple[Candidate | None, str]:
     """The MILP's shape choice as a candidate, warm-started from `start`; (None, reason) on solver trouble."""
     start_shapes = {job.sequences[0]: job.shape for job in start.jobs}
     try:
         outcome = solve_shapes(lengths, cluster, cost_model, lower_bound, start_shapes, shapes=shapes,
-                               solver=solver, time_limit_s=time_limit_s)
+                               solver=solver, time_limit_s=time_limit_s, node_limit=node_limit)
     except SolverUnavailable as err:
         return None, str(err)
     if outcome.choice is None:

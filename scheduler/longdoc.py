@@ -1,0 +1,211 @@
+"""Long-document MILP: node counts of the whole-node jobs chosen jointly with the tail's room.
+
+On steps with a few documents of 150K-1M tokens, the greedy fixes each long
+document's group first and list-schedules the rest; the nodes then finish up
+to one job's length apart and the short documents (the tail) cannot even them
+out. This model chooses every whole-node job's node count together with how
+the jobs share the nodes, for a target step time M (ms):
+
+- jobs: the sequences that `start` (the plan to improve) runs on whole-node
+  groups, bucketed by length (ratio `BUCKET_RATIO`; a bucket's time is its
+  longest member's, so the model holds for every member);
+- a column is k whole nodes running q jobs one after another, each taking
+  at most M/q on k nodes, so any q of them fit in M; per bucket b and q in
+  1..`MAX_PER_COLUMN` the width is the fewest nodes k_q(b) (`moldable.node_counts`)
+  on which the bucket takes at most M/q (fastest kind on k nodes,
+  `moldable.node_time_table`);
+- integer ``n[b,q]``: jobs of bucket b in q-columns (sum_q n[b,q] = bucket size);
+  integer ``c[k,q]``: q-columns of k nodes, ``q*c[k,q] >= sum of n[b,q] with k_q(b)=k``;
+- nodes: ``sum k*c[k,q] <= nodes``;
+- area: ``rpn * sum n[b,q]*k_q(b)*t[b,k_q(b)] + tail work <= ranks * M``, the
+  tail work being everything `start` runs inside one node (rank-ms), which
+  fills the columns' spare time and the free nodes;
+- objective: least node-ms of the long jobs (the most room for the tail), then
+  fewest columns.
+
+Targets M are tried at `TARGET_FACTORS` times the lower bound, smallest first;
+the first `BUILT_TARGETS` feasible ones become schedules: each (k, q) class's
+jobs, longest first, fill q-columns on consecutive nodes, then `start`'s
+in-node groups and local sequences go onto the ranks that free up first (the
+greedy's `list_schedule`). The fastest schedule is returned when it beats
+`start`. The model is small (a few integers per bucket), so it solves to
+optimality well inside the node limit. Deterministic: single-threaded
+HiGHS/CBC with a node limit (`milp.MILP_NODE_LIMIT`), fixed seed, ties by index.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pulp
+
+from longctx.scheduler.budget import Budget
+from longctx.scheduler.cluster import Cluster
+from longctx.scheduler.cost_model import CostModel
+from longctx.scheduler.greedy import LOCAL, Job, _Placed, list_schedule, to_waves
+from longctx.scheduler.milp import MILP_NODE_LIMIT, SolverUnavailable, limit_status, make_solver
+from longctx.scheduler.moldable import node_counts, node_time_table
+from longctx.scheduler.plan import Plan
+from longctx.scheduler.simulator import group_times_ms, simulate
+
+log = logging.getLogger(__name__)
+
+#: target step times tried, as multiples of the lower bound (smallest first)
+TARGET_FACTORS = (1.0, 1.01, 1.02, 1.03, 1.04, 1.05, 1.06, 1.08)
+#: feasible targets turned into complete schedules
+BUILT_TARGETS = 4
+#: a column of k nodes runs jobs one after another whose times fit these fractions of M
+PATTERNS = ((1.0,), (0.75, 0.25), (2 / 3, 1 / 3), (0.5, 0.5), (0.5, 0.25, 0.25), (1 / 3, 1 / 3, 1 / 3),
+            (0.25, 0.25, 0.25, 0.25))
+FRACTIONS = tuple(sorted({f for pattern in PATTERNS for f in pattern}, reverse=True))
+#: length ratio of one bucket of long documents
+BUCKET_RATIO = 1.03
+#: tie-break weight of one column (in units of node-ms at the target) relative to the node-ms objective
+COLUMN_WEIGHT = 1e-3
+
+
+def _split(plan: Plan, cluster: Cluster, cost_model: CostModel):
+    """(whole-node sequence ids, in-node jobs, local sequence ids, tail work rank-ms) of `plan`."""
+    rpn = cluster.ranks_per_node
+    durations = group_times_ms(plan, cluster, cost_model)
+    node_ids, in_node, local_ids = [], [], []
+    tail_work = 0.0
+    for (_, group), duration in zip(plan.groups(), durations):
+        size = len(group.ranks)
+        if size > rpn:
+            node_ids.extend(group.sequences)
+            continue
+        tail_work += size * duration
+        if size > 1:
+            times = cost_model.time_ms([plan.lengths[i] for i in group.sequences], group.shape, cluster)
+            in_node.extend(Job(group.shape, (i,), float(t)) for i, t in zip(group.sequences, times.tolist()))
+        else:
+            local_ids.extend(group.sequences)
+    in_node.sort(key=lambda job: (-job.shape.size, -job.duration_ms, job.sequences))
+    return sorted(node_ids), in_node, sorted(local_ids), tail_work
+
+
+def _buckets(lengths: np.ndarray) -> list[np.ndarray]:
+    """Job indices grouped by length (ratio BUCKET_RATIO), longest first, members longest first."""
+    order = np.lexsort((np.arange(len(lengths)), -lengths))
+    keys = np.floor(np.log(lengths[order]) / np.log(BUCKET_RATIO)).astype(np.int64)
+    return np.split(order, np.flatnonzero(np.diff(keys)) + 1)
+
+
+def solve_columns(times: np.ndarray, counts: np.ndarray, buckets: list[np.ndarray], cluster: Cluster,
+                  tail_work: float, target_ms: float, *, solver: str, time_limit_s: float | None,
+                  node_limit: int) -> tuple[dict[tuple[int, int], list[list[int]]], str] | None:
+    """Columns meeting `target_ms`, or None (infeasible or no solution).
+
+    `times` [counts, jobs] ms on k = counts[row] nodes. Returns ({(row, pattern index): jobs per
+    slot fraction, in the pattern's order}, status).
+    """
+    nodes, rpn = cluster.num_nodes, cluster.ranks_per_node
+    prob = pulp.LpProblem("longctx_long_documents", pulp.LpMinimize)
+    options = []  # (bucket, fraction, row, n var)
+    for b, members in enumerate(buckets):
+        worst = times[:, members].max(axis=1)
+        mine = []
+        for fraction in FRACTIONS:
+            fits = np.flatnonzero(worst <= target_ms * fraction)
+            if len(fits) == 0:
+                continue
+            row = int(fits[np.argmin(counts[fits])])
+            var = prob.add_variable(f"n_{b}_{fraction:.3f}", 0, len(members), cat="Integer")
+            options.append((b, fraction, row, var))
+            mine.append(var)
+        if not mine:
+            return None
+        prob += pulp.lpSum(mine) == len(members)
+    columns = {}
+    for row in sorted({row for *_, row, _ in options}):
+        k = int(counts[row])
+        for p, pattern in enumerate(PATTERNS):
+            columns[(row, p)] = prob.add_variable(f"c_{row}_{p}", 0, nodes // k, cat="Integer")
+        for fraction in FRACTIONS:
+            jobs = [var for _, f, r, var in options if (r, f) == (row, fraction)]
+            if jobs:
+                prob += pulp.lpSum(pattern.count(fraction) * columns[(row, p)]
+                                   for p, pattern in enumerate(PATTERNS)) >= pulp.lpSum(jobs)
+    prob += pulp.lpSum(int(counts[row]) * c for (row, _), c in columns.items()) <= nodes
+    node_ms = pulp.lpSum(float(counts[row] * times[row, buckets[b]].max()) * var for b, _, row, var in options)
+    prob += rpn * node_ms + tail_work <= cluster.num_ranks * target_ms
+    prob += node_ms + COLUMN_WEIGHT * target_ms * pulp.lpSum(columns.values())
+    prob.solve(make_solver(solver, time_limit_s, node_limit))
+    if prob.status != pulp.LpStatusOptimal or any(var.value() is None for *_, var in options):
+        return None
+    queues: dict[tuple[int, float], list[int]] = {}
+    for b, members in enumerate(buckets):
+        queue = members.tolist()
+        for bb, fraction, row, var in options:
+            if bb == b:
+                take = int(round(var.value()))
+                queues.setdefault((row, fraction), []).extend(queue[:take])
+                queue = queue[take:]
+    out: dict[tuple[int, int], list[list[int]]] = {}
+    for (row, p), c in columns.items():
+        for _ in range(int(round(c.value() or 0))):
+            slots = [queues[(row, f)].pop(0) for f in PATTERNS[p] if queues.get((row, f))]
+            if slots:
+                out.setdefault((row, p), []).append(slots)
+    return out, limit_status(prob, solver, "optimal")
+
+
+def build_columns(ids: list[int], columns: dict[tuple[int, int], list[list[int]]], times: np.ndarray,
+                  counts: np.ndarray, shapes, cluster: Cluster) -> tuple[np.ndarray, list[_Placed]]:
+    """Every column's jobs one after another on k consecutive nodes, widest columns first;
+    (grid [nodes, rpn] rank free times ms, groups)."""
+    rpn = cluster.ranks_per_node
+    grid = np.zeros((cluster.num_nodes, rpn))
+    placed: list[_Placed] = []
+    node = 0
+    for (row, _), jobs_per_column in sorted(columns.items(), key=lambda item: (-counts[item[0][0]], item[0][1])):
+        k = int(counts[row])
+        for jobs in jobs_per_column:
+            clock = 0.0
+            for j in jobs:
+                placed.append(_Placed(clock, list(range(node * rpn, (node + k) * rpn)), shapes[row][j], [ids[j]]))
+                clock += float(times[row, j])
+            grid[node:node + k] = clock
+            node += k
+    return grid, placed
+
+
+def longdoc_plan(lengths: np.ndarray, cluster: Cluster, cost_model: CostModel, lower_bound: float, start: Plan, *,
+                 budget: Budget, solver: str, node_limit: int = MILP_NODE_LIMIT) -> Plan | None:
+    """A plan from the column MILP that beats `start` (a plan of this step), else None."""
+    node_ids, in_node, local_ids, tail_work = _split(start, cluster, cost_model)
+    if len(node_ids) < 2:
+        return None
+    counts = node_counts(cluster.num_nodes)
+    s = np.asarray(lengths, dtype=np.float64)
+    times, shapes = node_time_table(s[node_ids], counts, cluster, cost_model, ("ring", "ulysses", "hybrid"))
+    buckets = _buckets(s[node_ids])
+    local_arr = np.asarray(local_ids, dtype=np.int64)
+    local_ms = cost_model.time_ms(s[local_arr], LOCAL, cluster)
+    best, built, statuses = None, 0, []
+    for factor in TARGET_FACTORS:
+        if built >= BUILT_TARGETS or budget.expired(f"long-document MILP at {factor}x bound"):
+            break
+        try:
+            found = solve_columns(times, counts, buckets, cluster, tail_work, lower_bound * factor, solver=solver,
+                                  time_limit_s=budget.solver_limit_s(), node_limit=node_limit)
+        except (SolverUnavailable, pulp.PulpSolverError) as err:
+            log.warning("longctx.scheduler: long-document MILP skipped: %s", err)
+            return None
+        if found is None:
+            continue
+        columns, status = found
+        grid, placed = build_columns(node_ids, columns, times, counts, shapes, cluster)
+        step, groups = list_schedule(in_node, local_arr, local_ms, cluster, grid=grid, placed=placed)
+        built += 1
+        statuses.append(f"{factor:g}xLB {status}: {step:.1f} ms")
+        if best is None or step < best[0]:
+            best = (step, groups, factor)
+    if best is None or best[0] >= start.predicted_step_time_ms:
+        return None
+    step, groups, factor = best
+    plan = Plan(cluster.num_ranks, s.astype(np.int64).tolist(), to_waves(groups), "milp-longdoc",
+                lower_bound_ms=lower_bound, notes=[f"long-document column MILP ({solver}): " + "; ".join(statuses)])
+    plan.predicted_step_time_ms = simulate(plan, cluster, cost_model).step_time_ms
+    return plan
