@@ -16,9 +16,11 @@ torch.distributed group is needed (DCP runs with no_dist).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +39,14 @@ _SIZE = re.compile(r"^(\d+)\s*([KMG]?B)?$", re.IGNORECASE)
 _UNITS = {None: 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
 
 
+@contextlib.contextmanager
+def _single_process():
+    """DCP without a process group, minus its warning that it assumes exactly that (no_dist=True says so)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        yield
+
+
 def checkpoint_model_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     """The ``model`` entries of a DCP checkpoint, by longctx parameter name, in their stored dtype."""
     reader = dcp.FileSystemReader(str(checkpoint))
@@ -46,7 +56,8 @@ def checkpoint_model_state(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     if not tensors:
         raise ValueError(f"{checkpoint}: the checkpoint holds no model.* tensors; give a longctx checkpoint")
     state = {"model": tensors}
-    dcp.load(state, storage_reader=reader, no_dist=True)
+    with _single_process():
+        dcp.load(state, storage_reader=reader, no_dist=True)
     return state["model"]
 
 
@@ -69,7 +80,8 @@ def from_hf(hf_dir: str | Path, out: str | Path) -> Path:
     temporary = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    dcp.save({"model": state}, checkpoint_id=str(temporary), no_dist=True)
+    with _single_process():
+        dcp.save({"model": state}, checkpoint_id=str(temporary), no_dist=True)
     (temporary / RUN_CONFIG).write_text(yaml.safe_dump({"model": {**asdict(config), "hf_path": None}}))
     if out.exists():
         shutil.rmtree(out)
