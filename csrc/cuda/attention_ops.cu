@@ -67,6 +67,38 @@ __global__ void rope_kernel(const T* __restrict__ x, T* __restrict__ out, const 
   }
 }
 
+// The same rotation from precomputed fp32 tables cos/sin [tokens, half] (angles rounded once from fp64 on the
+// host side, so positions of millions of tokens keep their precision); sign -1 rotates back (the gradient).
+template <typename T>
+__global__ void rope_tables_kernel(const T* __restrict__ x, T* __restrict__ out, const float* __restrict__ cos_table,
+                                   const float* __restrict__ sin_table, int64_t tokens, int64_t heads, int64_t half,
+                                   float sign) {
+  const int64_t total = tokens * heads * half;
+  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = k % half;
+    const int64_t row = k / half;  // token * heads + head
+    const int64_t table = (row / heads) * half + i;
+    const float c = cos_table[table], s = sign * sin_table[table];
+    const int64_t base = row * 2 * half;
+    const float x1 = to_float(x[base + i]), x2 = to_float(x[base + i + half]);
+    out[base + i] = from_float<T>(x1 * c - x2 * s);
+    out[base + i + half] = from_float<T>(x2 * c + x1 * s);
+  }
+}
+
+template <typename T>
+cudaError_t rope_tables_typed(const void* x, void* out, const float* cos_table, const float* sin_table,
+                              int64_t tokens, int64_t heads, int64_t head_dim, float sign, cudaStream_t stream) {
+  const int64_t half = head_dim / 2;
+  const int64_t total = tokens * heads * half;
+  const int threads = 256;
+  const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads, 65535);
+  rope_tables_kernel<T><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
+      static_cast<const T*>(x), static_cast<T*>(out), cos_table, sin_table, tokens, heads, half, sign);
+  return cudaGetLastError();
+}
+
 template <typename T>
 cudaError_t lse_merge_typed(float* out, float* lse, const void* block_out, const float* block_lse, int64_t rows,
                             int64_t head_dim, cudaStream_t stream) {
@@ -113,6 +145,21 @@ cudaError_t launch_rope(const void* x, void* out, const int64_t* positions, cons
       return rope_typed<__half>(x, out, positions, inv_freq, tokens, heads, head_dim, sign, stream);
     case ElementType::kBFloat16:
       return rope_typed<__nv_bfloat16>(x, out, positions, inv_freq, tokens, heads, head_dim, sign, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t launch_rope_tables(const void* x, void* out, const float* cos_table, const float* sin_table,
+                               int64_t tokens, int64_t heads, int64_t head_dim, float sign, ElementType type,
+                               cudaStream_t stream) {
+  if (tokens == 0 || heads == 0) return cudaSuccess;
+  switch (type) {
+    case ElementType::kFloat32:
+      return rope_tables_typed<float>(x, out, cos_table, sin_table, tokens, heads, head_dim, sign, stream);
+    case ElementType::kFloat16:
+      return rope_tables_typed<__half>(x, out, cos_table, sin_table, tokens, heads, head_dim, sign, stream);
+    case ElementType::kBFloat16:
+      return rope_tables_typed<__nv_bfloat16>(x, out, cos_table, sin_table, tokens, heads, head_dim, sign, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -28,4 +28,8 @@ cudaError_t launch_rope(const void* x, void* out, const int64_t* positions, cons
                         int64_t tokens, int64_t heads, int64_t head_dim, float sign, ElementType type,
                         cudaStream_t stream);
 
+cudaError_t launch_rope_tables(const void* x, void* out, const float* cos_table, const float* sin_table,
+                               int64_t tokens, int64_t heads, int64_t head_dim, float sign, ElementType type,
+                               cudaStream_t stream);
+
 }  // namespace longctx

@@ -53,10 +53,29 @@ torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& positions, const
   return out;
 }
 
+torch::Tensor rope_tables(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, double sign) {
+  check_cuda_contiguous(x, "x");
+  check_cuda_contiguous(cos, "cos");
+  check_cuda_contiguous(sin, "sin");
+  TORCH_CHECK(x.dim() == 3 && x.size(2) % 2 == 0 && cos.scalar_type() == torch::kFloat32 &&
+                  sin.scalar_type() == torch::kFloat32 && cos.sizes() == sin.sizes() && cos.dim() == 2 &&
+                  cos.size(0) == x.size(0) && cos.size(1) == x.size(2) / 2,
+              "rope_tables: x [tokens, heads, head_dim], cos/sin fp32 [tokens, head_dim / 2]");
+  const c10::cuda::CUDAGuard guard(x.device());
+  auto out = torch::empty_like(x);
+  const auto err = longctx::launch_rope_tables(x.data_ptr(), out.data_ptr(), cos.data_ptr<float>(),
+                                               sin.data_ptr<float>(), x.size(0), x.size(1), x.size(2),
+                                               static_cast<float>(sign), element_type(x),
+                                               c10::cuda::getCurrentCUDAStream());
+  TORCH_CHECK(err == cudaSuccess, "rope_tables: CUDA launch failed: ", cudaGetErrorString(err));
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "longctx fused CUDA attention ops";
   m.def("lse_merge_", &lse_merge_, "In-place log-sum-exp merge of a partial attention block (fp32 accumulator)");
   m.def("rope", &rope, "Rotary embedding at per-token positions (sign -1: inverse rotation)");
+  m.def("rope_tables", &rope_tables, "Rotary embedding from fp32 cos/sin tables (sign -1: inverse rotation)");
 }

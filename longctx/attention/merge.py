@@ -5,10 +5,14 @@ Attention over a key set split into blocks B1, B2 is exactly
 ``lse = logaddexp(lse1, lse2)``. `torch.logaddexp` computes
 ``max + log1p(exp(-|a - b|))``, which never overflows; a row that saw no key
 in either block (both lse = -inf) stays out 0, lse -inf instead of NaN.
+`merge_block` is the ring's merge: the fused CUDA op in place on CUDA (when
+the extension is built), this torch math elsewhere.
 """
 from __future__ import annotations
 
 import torch
+
+from longctx.kernels import ops
 
 
 def merge_partial(
@@ -25,3 +29,15 @@ def merge_partial(
     weight_old = torch.exp(lse - finite).unsqueeze(-1)
     weight_new = torch.exp(block_lse - finite).unsqueeze(-1)
     return out * weight_old + block_out.float() * weight_new, new_lse
+
+
+def merge_block(
+    out: torch.Tensor, lse: torch.Tensor, block_out: torch.Tensor, block_lse: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`merge_partial` for running results the caller owns (no autograd): on CUDA with the compiled
+    extension built, `longctx.kernels.ops.lse_merge_` updates `out` and `lse` in place and returns them."""
+    if ops.resolve_backend("lse_merge_", out.device) == "cuda" and out.is_contiguous() and lse.is_contiguous():
+        ops.lse_merge_(out, lse, block_out, block_lse, backend="compiled")
+        return out, lse
+    return merge_partial(out, lse, block_out, block_lse)
+

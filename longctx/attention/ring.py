@@ -4,34 +4,54 @@ Ring member i holds queries and keys of the tokens `RingLayout.doc[i]` /
 `RingLayout.pos[i]` (derived from the zigzag sharding, never sent). At step t
 member r works on the K/V block of member (r - t) mod P while the next block is
 already in flight; blocks the mask empties (no query of this member sees any
-key of the block) are skipped. K/V travel at their own (kv) head count.
+key of the block) are skipped. Which (member, source) pairs see each other is
+decided once per plan on the host (`RingLayout.sees`), and each member's
+doc/pos go to the device once, so a ring step never waits on the host. K/V
+travel at their own (kv) head count.
 
 Forward keeps the running output and lse in fp32 and casts once at the end, so
-bf16 error does not grow with the ring size. Backward recomputes each block
-against the final (out, lse): dQ accumulates locally, and each block's dK/dV
-(fp32) travel with it around the ring, arriving back at the owner after P
-shifts.
+bf16 error does not grow with the ring size (merges through the CUDA op on
+CUDA, see `merge.merge_block`). Backward recomputes each block against the
+final (out, lse): dQ accumulates locally, and each block's dK/dV (fp32) travel
+with it around the ring, arriving back at the owner after P shifts; a block's
+dK/dV shift is in flight while the next block's gradients are computed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from longctx.attention.comm import MemberComm
 from longctx.attention.heads import SliceKernel
-from longctx.attention.merge import merge_partial
+from longctx.attention.merge import merge_block
 
 
 @dataclass(frozen=True)
 class RingLayout:
-    """Document id and in-document position `[n_i]` (int64) of the tokens of every ring member i."""
+    """Document id and in-document position `[n_i]` (int64, host) of the tokens of every ring member i."""
 
     doc: list[torch.Tensor]
     pos: list[torch.Tensor]
+    _sees: dict = field(default_factory=dict, compare=False, repr=False)
+    _on_device: dict = field(default_factory=dict, compare=False, repr=False)
 
     def num_tokens(self, member: int) -> int:
         return self.doc[member].numel()
+
+    def sees(self, member: int, source: int) -> bool:
+        """Whether some query of `member` sees some key of `source` (host computation, cached)."""
+        key = (member, source)
+        if key not in self._sees:
+            self._sees[key] = blocks_overlap(self.doc[member], self.pos[member], self.doc[source], self.pos[source])
+        return self._sees[key]
+
+    def meta(self, member: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(doc, pos) of `member` on `device` (copied once, cached)."""
+        key = (member, device)
+        if key not in self._on_device:
+            self._on_device[key] = (self.doc[member].to(device), self.pos[member].to(device))
+        return self._on_device[key]
 
 
 def blocks_overlap(q_doc, q_pos, k_doc, k_pos) -> bool:
@@ -55,10 +75,6 @@ def _empty_block(like: torch.Tensor, tokens: int, dtype: torch.dtype | None = No
     return like.new_empty((2, tokens, *like.shape[2:]), dtype=dtype or like.dtype)
 
 
-def _device_meta(layout: RingLayout, member: int, device: torch.device):
-    return layout.doc[member].to(device), layout.pos[member].to(device)
-
-
 def ring_forward(q, k, v, layout: RingLayout, comm: MemberComm | None, kernel: SliceKernel):
     """This member's attention over all members' K/V.
 
@@ -66,7 +82,7 @@ def ring_forward(q, k, v, layout: RingLayout, comm: MemberComm | None, kernel: S
     (out `[n, Hq, D]` fp32, lse `[n, Hq]` fp32). `comm` None means a ring of one.
     """
     me, size = (comm.index, comm.size) if comm else (0, 1)
-    q_doc, q_pos = _device_meta(layout, me, q.device)
+    q_doc, q_pos = layout.meta(me, q.device)
     out = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     lse = torch.full(q.shape[:2], float("-inf"), dtype=torch.float32, device=q.device)
     block = _block_kv(k, v)
@@ -75,10 +91,10 @@ def ring_forward(q, k, v, layout: RingLayout, comm: MemberComm | None, kernel: S
         if step < size - 1:
             incoming = _empty_block(block, layout.num_tokens((source - 1) % size))
             pending = comm.shift([block], [incoming])
-        k_doc, k_pos = _device_meta(layout, source, q.device)
-        if blocks_overlap(q_doc, q_pos, k_doc, k_pos):
+        if layout.sees(me, source):
+            k_doc, k_pos = layout.meta(source, q.device)
             block_out, block_lse = kernel.forward(q, block[0], block[1], q_doc, q_pos, k_doc, k_pos)
-            out, lse = merge_partial(out, lse, block_out, block_lse)
+            out, lse = merge_block(out, lse, block_out, block_lse)
         if step < size - 1:
             for request in pending:
                 request.wait()
@@ -90,12 +106,16 @@ def ring_backward(dout, q, k, v, out, lse, layout: RingLayout, comm: MemberComm 
     """Gradients (dq, dk, dv) of this member's tokens, in the input dtypes.
 
     dout/out `[n, Hq, D]`, lse `[n, Hq]`: the final results of this member's rows.
+    At step t this member adds its dK/dV of the block it holds to the sum the
+    previous members sent for that block (received while it computed), and
+    sends the sum on without waiting; the sum that arrives after the last step
+    is its own block's complete gradient.
     """
     me, size = (comm.index, comm.size) if comm else (0, 1)
-    q_doc, q_pos = _device_meta(layout, me, q.device)
+    q_doc, q_pos = layout.meta(me, q.device)
     dq = torch.zeros(q.shape, dtype=torch.float32, device=q.device)
     block = _block_kv(k, v)
-    block_grad = torch.zeros(block.shape, dtype=torch.float32, device=q.device)
+    travelling: tuple[list, torch.Tensor] | None = None  # (requests, buffer): dK/dV sum arriving for `block`
     for step in range(size):
         source = (me - step) % size
         previous = (source - 1) % size
@@ -103,18 +123,26 @@ def ring_backward(dout, q, k, v, out, lse, layout: RingLayout, comm: MemberComm 
         if step < size - 1:
             incoming = _empty_block(block, layout.num_tokens(previous))
             pending = comm.shift([block], [incoming])
-        k_doc, k_pos = _device_meta(layout, source, q.device)
-        if blocks_overlap(q_doc, q_pos, k_doc, k_pos):
+        block_grad = torch.zeros(block.shape, dtype=torch.float32, device=q.device)
+        if layout.sees(me, source):
+            k_doc, k_pos = layout.meta(source, q.device)
             dq_b, dk_b, dv_b = kernel.backward(dout, q, block[0], block[1], out, lse, q_doc, q_pos, k_doc, k_pos)
             dq += dq_b.float()
             block_grad[0] += dk_b.float()
             block_grad[1] += dv_b.float()
+        if travelling is not None:
+            for request in travelling[0]:
+                request.wait()
+            block_grad += travelling[1]
         if size > 1:
             incoming_grad = _empty_block(block, layout.num_tokens(previous), torch.float32)
-            pending += comm.shift([block_grad], [incoming_grad], tag=1)
-            for request in pending:
-                request.wait()
-            block_grad = incoming_grad
+            travelling = (comm.shift([block_grad], [incoming_grad], tag=1), incoming_grad)
+        for request in pending:
+            request.wait()
         if step < size - 1:
             block = incoming
+    if travelling is not None:
+        for request in travelling[0]:
+            request.wait()
+        block_grad = travelling[1]
     return dq.to(q.dtype), block_grad[0].to(k.dtype), block_grad[1].to(v.dtype)

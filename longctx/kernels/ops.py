@@ -20,6 +20,7 @@ _COMPILED = {
     "zigzag_shard_index": ("host", "cpu", "cpp"),
     "lse_merge_": ("cuda", "cuda", "cuda"),
     "rope": ("cuda", "cuda", "cuda"),
+    "rope_tables": ("cuda", "cuda", "cuda"),
 }
 
 
@@ -159,3 +160,36 @@ def rope(x: torch.Tensor, positions: torch.Tensor, *, base: float = 10000.0, bac
     used = resolve_backend("rope", x.device, backend)
     inv_freq = torch_fallbacks.rope_inverse_frequencies(x.shape[-1], base, x.device)
     return _Rope.apply(x, positions, inv_freq, used)
+
+
+class _RopeTables(torch.autograd.Function):
+    """The CUDA rotation by fp32 tables; its gradient is the inverse rotation (sign -1) of the output gradient."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin):
+        ctx.save_for_backward(cos, sin)
+        return extension.load("cuda").rope_tables(x.contiguous(), cos, sin, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        cos, sin = ctx.saved_tensors
+        return extension.load("cuda").rope_tables(grad_out.contiguous(), cos, sin, -1.0), None, None
+
+
+def rope_tables(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x `[tokens, heads, head_dim]` (fp32/fp16/bf16, CUDA) by fp32 tables cos/sin `[tokens, head_dim // 2]`.
+
+    Channel i pairs with i + head_dim/2 (Llama); math in fp32, result in x's dtype; differentiable in x.
+    The compiled CUDA op only (`longctx.model.rope.apply_rope` is the torch version and calls this on CUDA).
+    """
+    if x.dim() != 3 or x.shape[-1] % 2 or x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"rope_tables: x must be fp32/fp16/bf16 [tokens, heads, even head_dim], "
+                         f"got {x.dtype} {list(x.shape)}")
+    want = (x.shape[0], x.shape[-1] // 2)
+    for name, t in (("cos", cos), ("sin", sin)):
+        if tuple(t.shape) != want or t.dtype != torch.float32 or t.device != x.device:
+            raise ValueError(f"rope_tables: {name} must be fp32 {list(want)} on {x.device}, "
+                             f"got {t.dtype} {list(t.shape)} on {t.device}")
+    resolve_backend("rope_tables", x.device, "compiled")
+    return _RopeTables.apply(x, cos.contiguous(), sin.contiguous())
+
