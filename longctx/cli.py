@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("longctx.attention.demo", "main", "context-parallel attention demo on CPU processes"),
     "convert": ("longctx.runtime.hf_convert", "main", "convert checkpoints: to-hf | from-hf (Hugging Face)"),
     "data": ("longctx.data.cli", "main", "data tools: ingest text/.jsonl into a megatron-core dataset"),
+    "eval": ("longctx.evaluation.cli", "main", "loss by position bucket on held-out documents of a run"),
     "profile": ("longctx.profiling.cli", "main", "measure the cost model on this machine (writes a cost profile)"),
 }
 
