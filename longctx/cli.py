@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("longctx.benchmarks.cli", "main", "run a benchmark suite (scheduler|attention|train|kernels)"),
     "launch": ("longctx.launch.cli", "main", "launch a job (slurm|local|status|logs|cancel|collect)"),
     "demo": ("longctx.attention.demo", "main", "context-parallel attention demo on CPU processes"),
+    "memory": ("longctx.scheduler.memory_cli", "main", "predicted per-rank peak memory of a step; --max-table"),
     "convert": ("longctx.runtime.hf_convert", "main", "convert checkpoints: to-hf | from-hf (Hugging Face)"),
     "data": ("longctx.data.cli", "main", "data tools: ingest text/.jsonl into a megatron-core dataset"),
     "eval": ("longctx.evaluation.cli", "main", "loss by position bucket on held-out documents of a run"),

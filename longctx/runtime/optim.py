@@ -1,4 +1,11 @@
-"""AdamW and its learning-rate schedule: linear warmup, then cosine decay to a floor."""
+"""The step's optimizer (AdamW, replicated or sharded) and its learning-rate schedule.
+
+Schedule: linear warmup, then cosine decay to a floor. Optimizer: with
+``memory.optimizer_sharding=none`` and no optimizer offload, every rank keeps
+the whole AdamW state (`ReplicatedAdamW`: one gradient all-reduce); otherwise
+`longctx.runtime.zero.ShardedAdamW`. Both take the same three calls per step:
+``zero_grad()``, ``synchronize_gradients(max_norm) -> norm``, ``step()``.
+"""
 from __future__ import annotations
 
 import math
@@ -6,7 +13,9 @@ import math
 import torch
 from torch import nn
 
-from longctx.runtime.config import OptimConfig
+from longctx.runtime.config import MemoryConfig, OptimConfig
+from longctx.runtime.grad_sync import all_reduce_gradients, clip_gradients
+from longctx.runtime.zero import ShardedAdamW, adamw
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -22,16 +31,39 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: nn.Module, config: OptimConfig, total_steps: int
-                   ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW (weight decay on matrices only, not on norm weights) and its LambdaLR schedule."""
-    matrices = [p for p in model.parameters() if p.ndim >= 2]
-    vectors = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": matrices, "weight_decay": config.weight_decay}, {"params": vectors, "weight_decay": 0.0}],
-        lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps,
-    )
+class ReplicatedAdamW:
+    """AdamW over the whole model on every rank; gradients summed by one flat all-reduce."""
+
+    def __init__(self, model: nn.Module, config: OptimConfig) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.torch_optimizer = adamw([p for p in self.params if p.ndim >= 2],
+                                     [p for p in self.params if p.ndim < 2], config)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.torch_optimizer.zero_grad(set_to_none=set_to_none)
+
+    def synchronize_gradients(self, max_norm: float) -> float:
+        """Sum the gradients over the world and clip them to `max_norm`; returns the norm before clipping."""
+        all_reduce_gradients(self.params)
+        return clip_gradients(self.params, max_norm)
+
+    def step(self) -> None:
+        self.torch_optimizer.step()
+
+
+StepOptimizer = ReplicatedAdamW | ShardedAdamW
+
+
+def make_optimizer(model: nn.Module, config: OptimConfig, total_steps: int, memory: MemoryConfig | None = None
+                   ) -> tuple[StepOptimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimizer `memory` asks for (default: replicated) and its LambdaLR schedule."""
+    memory = memory or MemoryConfig()
+    if memory.optimizer_sharding == "none" and not memory.optimizer_offload:
+        optimizer: StepOptimizer = ReplicatedAdamW(model, config)
+    else:
+        optimizer = ShardedAdamW(model, config, memory.optimizer_sharding, memory.optimizer_offload)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, config.warmup_steps, total_steps, config.min_lr_ratio)
+        optimizer.torch_optimizer,
+        lambda step: lr_factor(step, config.warmup_steps, total_steps, config.min_lr_ratio),
     )
     return optimizer, schedule

@@ -1,0 +1,263 @@
+"""Memory of one training step per rank: the one model the planner, the runtime's checks and `longctx memory` use.
+
+Pure Python (never imports torch). Units: bytes, tokens, elements. ``n`` is the
+number of tokens of one rank's shard of one micro-batch (what the rank runs at
+once); the model shape is D = dim, F = ffn_dim, V = vocab, H = heads, KV =
+n_kv_heads * head_dim, L = layers, P = parameters.
+
+What the runtime keeps (`longctx.runtime`, `longctx.model`), and so what is counted:
+
+* model states: fp32 parameters, replicated (ZeRO-1/2 shard optimizer states,
+  not parameters); fp32 gradients accumulated locally over the step (ranks run
+  different micro-batches, so they are reduced once at its end: full size on
+  every rank during backward whatever the sharding); AdamW moments — with
+  ``optimizer_sharding=none`` and no offload the parameters are the master
+  weights and each rank holds m and v for all P; otherwise fp32 master, m and
+  v for this rank's ``ceil(P / shards)`` elements, in host memory with
+  ``optimizer_offload``.
+* saved activations per token per layer (`saved_per_token`), for fp32 and for
+  bf16 autocast (linear outputs bf16; residual stream, norms, RoPE tables,
+  attention log-sum-exp and loss fp32): checkpointing ``full`` keeps the
+  block input (fp32 residual, 4D); ``selective`` adds the attention output
+  (D in the matmul dtype) and its lse (4H); ``none`` keeps every intermediate:
+  both RMSNorms (input, normalised value, 1/rms, output), the inputs of the
+  q/k/v and MLP linears (one bf16 copy per linear under autocast), rotated q,
+  k, v, the attention output and lse, and 4F matmul-dtype SwiGLU
+  intermediates (only the MLP input with ``mlp_tile_tokens``). The first
+  layer also keeps the RoPE tables (4 * head_dim per token). Embedding: the
+  int64 ids; head: final norm, head input and the fp32 log-softmax
+  ``[n, V]`` (tiled loss: only the hidden state and targets).
+* offload: ``checkpoints`` moves the blocks' saved tensors to host memory,
+  ``all`` every saved tensor; the device keeps ``offload_layers_in_flight``
+  layers' worth (copy-out / prefetch in flight).
+* working set of the backward of one layer: with checkpointing the layer's
+  ``none`` set is recomputed (one layer), plus the activation gradients in
+  flight (three fp32 ``[n, D]``), attention's dq/dk/dv, one MLP tile (gate,
+  up, product and their gradients: 6 * tile * F matmul bytes) and one loss
+  tile (bf16/fp32 logits, log-softmax and its gradient: tile * V * (a + 12)).
+* communication: the larger of ring's double-buffered K/V blocks and Ulysses'
+  q/k/v/out all-to-all buffers per token; at the step's end the gradient
+  reduction's buffers (replicated: one flat fp32 copy of all gradients;
+  sharded: two padded fp32 buckets) and, for an AdamW stepped on the device,
+  one fp32 temporary of the stepped elements.
+
+The peak is the larger of the backward phase (states + resident saved
+activations + working set + communication) and the synchronisation phase
+(states + reduction buffers + optimizer temporaries).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PRECISION = ("fp32", "bf16")
+#: ZeRO bucket size in elements (longctx.runtime.zero.DEFAULT_BUCKET_ELEMENTS)
+BUCKET_ELEMENTS = 1 << 26
+FP32, INT64 = 4, 8
+
+
+class MemoryModelError(ValueError):
+    """An input the memory model cannot use; the message names the field, the value and the fix."""
+
+
+@dataclass(frozen=True)
+class LayerBytes:
+    """Saved-for-backward bytes of one layer: kept in device memory, and moved to the host store."""
+
+    resident: float
+    offloaded: float
+
+
+@dataclass
+class MemoryBreakdown:
+    """Predicted memory of one rank for micro-batch shards of `tokens` tokens. Units: bytes."""
+
+    tokens: int
+    #: component -> bytes in device memory at the peak
+    device: dict[str, float] = field(default_factory=dict)
+    #: component -> bytes in host memory
+    host: dict[str, float] = field(default_factory=dict)
+    #: "backward" or "gradient sync": the phase that holds the peak
+    peak_phase: str = "backward"
+    capacity_bytes: float | None = None
+
+    @property
+    def peak_bytes(self) -> float:
+        return sum(self.device.values())
+
+    @property
+    def fits(self) -> bool | None:
+        return None if self.capacity_bytes is None else self.peak_bytes <= self.capacity_bytes
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Per-rank memory of a step of `shape` under `settings` on a world of `world_size` ranks."""
+
+    #: the decoder's shape: a `longctx.model.config.ModelConfig` (torch-free)
+    shape: Any
+    #: the run's memory settings: a `longctx.runtime.config.MemoryConfig`
+    settings: Any
+    #: "bf16" (autocast: the trainer's choice on CUDA) or "fp32" (on CPU)
+    precision: str = "bf16"
+    world_size: int = 1
+    #: device bytes kept free for the allocator, CUDA context and framework
+    reserved_bytes: float = 0.0
+    bucket_elements: int = BUCKET_ELEMENTS
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISION:
+            raise MemoryModelError(f"precision={self.precision!r}: choose one of {list(PRECISION)}")
+        if isinstance(self.world_size, bool) or not isinstance(self.world_size, int) or self.world_size < 1:
+            raise MemoryModelError(f"world_size={self.world_size!r} must be an integer >= 1")
+        if self.reserved_bytes < 0:
+            raise MemoryModelError(f"reserved_bytes={self.reserved_bytes!r} must be >= 0")
+
+    # ---- sizes ------------------------------------------------------------------------------
+    @property
+    def matmul_bytes(self) -> int:
+        """Bytes of one element of a linear layer's output (and of q/k/v/attention output)."""
+        return 2 if self.precision == "bf16" else FP32
+
+    @property
+    def shards(self) -> int:
+        return 1 if self.settings.optimizer_sharding == "none" else self.world_size
+
+    def _sharded_path(self) -> bool:
+        return self.settings.optimizer_sharding != "none" or self.settings.optimizer_offload
+
+    def owned_elements(self) -> int:
+        """Elements of the parameters whose optimizer state this rank holds (largest rank)."""
+        return self._owned(self.shards)
+
+    def _owned(self, shards: int) -> int:
+        s = self.shape
+        matrices = [s.dim * s.dim] * 2 + [s.dim * s.kv_dim] * 2 + [s.dim * s.ffn_dim] * 3
+        per_layer = sum(math.ceil(n / shards) for n in matrices) + 2 * math.ceil(s.dim / shards)
+        return 2 * math.ceil(s.vocab_size * s.dim / shards) + s.n_layers * per_layer + math.ceil(s.dim / shards)
+
+    # ---- model states -----------------------------------------------------------------------
+    def state_bytes(self) -> dict[str, dict[str, float]]:
+        """{"device": {...}, "host": {...}} bytes of parameters, gradients and optimizer states."""
+        p = self.shape.num_parameters()
+        device = {"parameters": FP32 * p, "gradients": FP32 * p}
+        host: dict[str, float] = {}
+        if not self._sharded_path():
+            device["optimizer states"] = 2 * FP32 * p
+        else:
+            where = host if self.settings.optimizer_offload else device
+            where["optimizer states"] = 3 * FP32 * self.owned_elements()
+        return {"device": device, "host": host}
+
+    # ---- saved activations ------------------------------------------------------------------
+    def _block_saved_none(self) -> float:
+        """Bytes per token one block saves with checkpointing none (without the RoPE tables)."""
+        s, a = self.shape, self.matmul_bytes
+        norm = 2 * FP32 * s.dim + FP32  # input, normalised value, 1/rms
+        norm_out = FP32 * s.dim  # the norm's output (fp32), saved by the next linear in fp32
+        linear_inputs = (3 * a * s.dim, 2 * a * s.dim) if a != FP32 else (norm_out, norm_out)
+        attention = a * (2 * s.dim + 2 * s.kv_dim) + FP32 * s.n_heads  # rotated q, k, v, output; lse
+        if self.settings.mlp_tile_tokens is None:
+            mlp = linear_inputs[1] + 4 * a * s.ffn_dim
+        else:
+            mlp = norm_out  # the tiled MLP keeps its (fp32) input only
+        return 2 * norm + linear_inputs[0] + attention + mlp
+
+    def _block_saved(self) -> float:
+        """Bytes per token one block saves under the checkpointing setting."""
+        s = self.shape
+        mode = self.settings.checkpointing
+        if mode == "full":
+            return FP32 * s.dim
+        if mode == "selective":
+            return FP32 * s.dim + self.matmul_bytes * s.dim + FP32 * s.n_heads
+        return self._block_saved_none()
+
+    def saved_per_token(self) -> dict[str, LayerBytes]:
+        """Saved bytes per token: keys "block" (each of the L blocks), "rope" (once, first block,
+        checkpointing none only), "embedding", "head"; resident vs offloaded."""
+        s, a = self.shape, self.matmul_bytes
+        offload = self.settings.offload
+
+        def split(nbytes: float, offloaded: bool) -> LayerBytes:
+            return LayerBytes(0.0, nbytes) if offloaded else LayerBytes(nbytes, 0.0)
+
+        blocks_out = offload != "none"
+        head_norm = 2 * FP32 * s.dim + FP32
+        if self.settings.loss_tile_tokens is None:
+            head = head_norm + (FP32 * s.dim if a == FP32 else a * s.dim) + FP32 * s.vocab_size + INT64
+        else:
+            head = head_norm + FP32 * s.dim + INT64
+        rope = FP32 * s.head_dim if self.settings.checkpointing == "none" else 0.0
+        return {"block": split(self._block_saved(), blocks_out), "rope": split(rope, blocks_out),
+                "embedding": split(INT64, offload == "all"), "head": split(head, offload == "all")}
+
+    def saved_bytes(self, tokens: int) -> dict[str, LayerBytes]:
+        """Saved bytes of one micro-batch shard of `tokens` tokens per layer key (as the runtime counts them)."""
+        per = self.saved_per_token()
+        layers = {i: LayerBytes(per["block"].resident * tokens, per["block"].offloaded * tokens)
+                  for i in range(self.shape.n_layers)}
+        first = layers[0]
+        layers[0] = LayerBytes(first.resident + per["rope"].resident * tokens,
+                               first.offloaded + per["rope"].offloaded * tokens)
+        layers["embedding"] = LayerBytes(per["embedding"].resident * tokens, per["embedding"].offloaded * tokens)
+        layers["head"] = LayerBytes(per["head"].resident * tokens, per["head"].offloaded * tokens)
+        return layers
+
+    # ---- the peak ---------------------------------------------------------------------------
+    def breakdown(self, tokens: int, capacity_bytes: float | None = None) -> MemoryBreakdown:
+        """Peak device bytes of a rank running shards of `tokens` tokens, by component, and host bytes."""
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise MemoryModelError(f"tokens={tokens!r} must be an integer >= 0")
+        s, a, n = self.shape, self.matmul_bytes, tokens
+        states = self.state_bytes()
+        saved = self.saved_bytes(n)
+        resident = sum(layer.resident for layer in saved.values())
+        offloaded = sum(layer.offloaded for layer in saved.values())
+        in_flight = min(self.settings.offload_layers_in_flight, s.n_layers) * saved[s.n_layers - 1].offloaded
+        recompute = self._block_saved_none() * n if self.settings.checkpointing != "none" else 0.0
+        gradients_in_flight = 3 * FP32 * s.dim * n + a * (s.dim + 2 * s.kv_dim) * n
+        mlp_tile = min(n, self.settings.mlp_tile_tokens or n) * 6 * a * s.ffn_dim
+        loss_rows = min(n, self.settings.loss_tile_tokens or n)
+        loss_tile = loss_rows * s.vocab_size * (a + 3 * FP32)
+        ring = 2 * 2 * a * s.kv_dim
+        ulysses = 2 * a * (2 * s.dim + 2 * s.kv_dim)
+        backward = {
+            **states["device"],
+            "saved activations (resident)": resident,
+            "offload buffers (layers in flight)": in_flight,
+            "layer recompute": recompute,
+            "activation gradients": gradients_in_flight,
+            "MLP tile": mlp_tile,
+            "loss tile": loss_tile,
+            "attention communication": max(ring, ulysses) * n,
+            "reserved": self.reserved_bytes,
+        }
+        if self._sharded_path():
+            reduction = 2 * FP32 * min(self.bucket_elements, self.shards * self.owned_elements())
+        else:
+            reduction = FP32 * s.num_parameters()
+        stepped = 0.0 if self.settings.optimizer_offload else FP32 * (
+            self.owned_elements() if self._sharded_path() else s.num_parameters())
+        sync = {**states["device"], "gradient sync buffers": reduction, "optimizer step temporaries": stepped,
+                "reserved": self.reserved_bytes}
+        host = {**states["host"], "offloaded activations": offloaded}
+        phase, device = ("backward", backward) if sum(backward.values()) >= sum(sync.values()) \
+            else ("gradient sync", sync)
+        return MemoryBreakdown(tokens, {k: v for k, v in device.items() if v}, {k: v for k, v in host.items() if v},
+                               phase, capacity_bytes)
+
+    def max_tokens_per_rank(self, capacity_bytes: float) -> int:
+        """Most tokens of one rank's shard whose step peak fits `capacity_bytes` (0 when nothing fits)."""
+        if self.breakdown(0).peak_bytes > capacity_bytes:
+            return 0
+        low, high = 0, 1
+        while self.breakdown(high).peak_bytes <= capacity_bytes:
+            low, high = high, high * 2
+            if high > 1 << 40:
+                return low
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if self.breakdown(middle).peak_bytes <= capacity_bytes else (low, middle)
+        return low
