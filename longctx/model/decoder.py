@@ -76,7 +76,8 @@ class Attention(nn.Module):
         if plan is None:
             plan = plan_attention(q, k, v, cu_seqlens, kind=layout.kind, group=layout.group,
                                   ulysses_degree=layout.ulysses_degree, backend=layout.backend)
-        out = core(q, k, v, plan)
+        with torch.autocast(q.device.type, enabled=False):  # bf16 q/k/v in, fp32 statistics inside (runtime.precision)
+            out = core(q, k, v, plan)
         return self.o(out.reshape(n, c.dim)), plan
 
 

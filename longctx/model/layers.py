@@ -35,4 +35,9 @@ class SwiGLU(nn.Module):
         self.down = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        return swiglu(x, self.gate.weight, self.up.weight, self.down.weight)
+
+
+def swiglu(x: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+    """``down(silu(gate(x)) * up(x))`` for `x` `[n, dim]` and weight matrices `[hidden, dim]`, `[dim, hidden]`."""
+    return F.linear(F.silu(F.linear(x, gate)) * F.linear(x, up), down)

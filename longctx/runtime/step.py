@@ -13,6 +13,7 @@ whole step (see `longctx.runtime.grad_sync`).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -21,8 +22,10 @@ import torch
 from torch import nn
 
 from longctx.attention import ZigzagSharding
-from longctx.model import AttentionLayout, count_targets, next_token_targets, step_loss
-from longctx.runtime.offload import activation_offload
+from longctx.model import AttentionLayout, count_targets, next_token_targets
+from longctx.model.activation_memory import PLAIN
+from longctx.runtime.activations import RankActivations
+from longctx.runtime.precision import compute_autocast
 from longctx.runtime.process_groups import ProcessGroupCache
 from longctx.scheduler import Plan, PlanGroup
 
@@ -64,7 +67,8 @@ def group_of(plan_wave_groups: Sequence[PlanGroup], rank: int) -> PlanGroup | No
 
 def run_micro_batch(model: nn.Module, sequences: Sequence[torch.Tensor], group: PlanGroup, rank: int,
                     groups: ProcessGroupCache, step_targets: int, attention_backend: str,
-                    device: torch.device, offload: bool = False) -> tuple[float, int]:
+                    device: torch.device, activations: RankActivations | None = None,
+                    precision: str = "fp32") -> tuple[float, int]:
     """Forward + backward of this rank's shard of the packed `sequences`; returns (loss share, tokens)."""
     lengths = torch.tensor([s.numel() for s in sequences], dtype=torch.int64)
     cu_seqlens = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(lengths, 0)])
@@ -76,20 +80,25 @@ def run_micro_batch(model: nn.Module, sequences: Sequence[torch.Tensor], group: 
     positions = sharding.positions(member).to(device)
     layout = AttentionLayout(kind=group.kind, group=groups.get(group.ranks),
                              ulysses_degree=group.ulysses_degree, backend=attention_backend)
-    with activation_offload(offload, device):
-        loss = step_loss(model(tokens, positions, cu_seqlens, layout), targets, step_targets)
-    loss.backward()
+    scope = activations.micro_batch() if activations is not None else contextlib.nullcontext(PLAIN)
+    with scope as memory:
+        with compute_autocast(precision, device):
+            loss = model.loss(tokens, positions, cu_seqlens, targets, step_targets, layout, memory)
+        loss.backward()
     return float(loss.detach()), int(index.numel())
 
 
 def run_plan(model: nn.Module, plan: Plan, sequences: Sequence[torch.Tensor], rank: int,
              groups: ProcessGroupCache, *, attention_backend: str = "auto",
-             device: torch.device | None = None, offload: bool = False) -> RankStepResult:
+             device: torch.device | None = None, activations: RankActivations | None = None,
+             precision: str = "fp32") -> RankStepResult:
     """Run `plan` on this rank; `sequences[i]` holds the tokens of sequence i (`[plan.lengths[i]]`).
 
     `groups.prepare(plan)` must have been called on every rank before. Gradients
     are accumulated into the parameters' ``.grad`` (zero them before the step).
-    `offload` keeps saved activations in host memory (see `longctx.runtime.offload`).
+    `activations` applies `memory.*` (checkpoints, tiles, offload, accounting; see
+    `longctx.runtime.activations`; None: none of them); `precision`
+    ("bf16" or "fp32") is the forward's compute precision (see `longctx.runtime.precision`).
     """
     device = device or torch.device("cpu")
     if [int(s.numel()) for s in sequences] != list(plan.lengths):
@@ -103,7 +112,7 @@ def run_plan(model: nn.Module, plan: Plan, sequences: Sequence[torch.Tensor], ra
         started = time.perf_counter()
         for batch in micro_batches(group.sequences, plan.lengths):
             share, count = run_micro_batch(model, [sequences[i] for i in batch], group, rank, groups,
-                                           step_targets, attention_backend, device, offload)
+                                           step_targets, attention_backend, device, activations, precision)
             loss += share
             tokens += count
         busy += time.perf_counter() - started

@@ -2,46 +2,49 @@
 
 `train` is a sequence of named steps (each a function below):
 
-- `setup`: check the world, write the run's start files, build sampler, model, optimizer;
-- `resume`: load the latest checkpoint when `train.resume=auto`;
+- `setup`: check the world, prepare the run directory (`run_dir`), build sampler, model, optimizer;
+- `resume`: when `train.resume=auto`, load the newest checkpoint whose checksums verify (bad ones
+  are moved aside and named) and announce it (stdout; ``resumed_from_step`` in the tracker);
 - per step t: take step t's data and plan (sampled and planned one step ahead
   by rank 0, broadcast; see `step_source`), create the plan's missing process
   groups, let rank 0 start on step t+1, then `train_step` (waves forward +
-  backward, sum the gradients over the world, clip, AdamW + LR schedule),
+  backward, the non-finite guard of `finite_guard`, sum the gradients over
+  the world, clip, AdamW + LR schedule),
   `record_metrics` (gather, log on rank 0), `should_stop` (decided together),
   `checkpoint_due` / `save` (every ``train.checkpoint_every`` steps, at a
   graceful stop and at the end);
-- `finish`: ``final_metrics.json`` on rank 0 after a normal end.
+- `finish`: ``final_metrics.json`` (strict JSON) on rank 0 after a normal end.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from longctx.data import StepSampler
-from longctx.model import FLOPS_CONVENTION, Decoder
+from longctx.model import FLOPS_CONVENTION, Decoder, load_hf_weights
 from longctx.runtime.checkpoint import (
-    TrainerState, latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+    TrainerState, load_checkpoint, newest_good_checkpoint, rng_state, save_checkpoint, set_rng_state,
 )
 from longctx.runtime.comm_device import comm_device
 from longctx.runtime.config import RunConfig, run_config_dict
 from longctx.runtime.data_setup import training_sampler
-from longctx.runtime.grad_sync import all_reduce_gradients, clip_gradients
+from longctx.runtime.finite_guard import check_global_grad_norm, check_local_values
 from longctx.runtime.metrics import gather_rank_results, step_metrics
-from longctx.runtime.offload import offload_active
-from longctx.runtime.optim import make_optimizer
-from longctx.runtime.step_source import StepInput, StepSource, make_planner, on_rank0
+from longctx.runtime.activations import RankActivations
+from longctx.runtime.memory_metrics import memory_metrics, model_state_bytes, start_step_memory
+from longctx.runtime.optim import StepOptimizer, make_optimizer
+from longctx.runtime.step_source import StepInput, StepSource, make_planner, on_every_rank, planning_setup
 from longctx.runtime.process_groups import ProcessGroupCache
+from longctx.runtime.precision import resolve_precision
 from longctx.runtime.step import RankStepResult, run_plan
+from longctx.runtime.run_dir import prepare_run_dir
 from longctx.runtime.stop import PREEMPTED_FILE, GracefulStop
-from longctx.tracking import make_tracker
+from longctx.tracking import make_tracker, strict_json
 
 FINAL_METRICS = "final_metrics.json"
 
@@ -74,16 +77,20 @@ class TrainState:
     #: rank 0's sampler; None on the other ranks
     sampler: StepSampler | None
     model: Decoder
-    optimizer: torch.optim.Optimizer
+    optimizer: StepOptimizer
     schedule: torch.optim.lr_scheduler.LRScheduler
     #: the last step already done before this call (0, or the resumed checkpoint's step)
     first_step: int = 0
+    #: the planner's cost model's per-step time outside the waves, ms (for ``predicted_step_ms``)
+    step_overhead_ms: float = 0.0
+    #: memory.* on the activations: checkpoints, tiles, offload and saved-tensor accounting
+    activations: RankActivations | None = None
 
 
-def _write_outputs_start(run: RunConfig, output_dir: Path) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_config_dict(run)))
-    (output_dir / PREEMPTED_FILE).unlink(missing_ok=True)
+def _say(rank: int, message: str) -> None:
+    """Print `message` on stdout on rank 0."""
+    if rank == 0:
+        print(f"longctx train: {message}", flush=True)
 
 
 def setup(run: RunConfig) -> TrainState:
@@ -91,22 +98,39 @@ def setup(run: RunConfig) -> TrainState:
     rank, world = dist.get_rank(), dist.get_world_size()
     run.parallel.check_world(world)
     output_dir = Path(run.train.output_dir)
-    if rank == 0:
-        _write_outputs_start(run, output_dir)
+    if rank == 0:  # idempotent: `longctx train` already did this before spawning (refusals raise here)
+        for message in prepare_run_dir(run):
+            _say(rank, message)
     dist.barrier()
-    sampler = on_rank0(lambda: training_sampler(run))
+    sampler = on_every_rank(lambda: training_sampler(run))
     torch.manual_seed(run.train.seed)
     device = comm_device()  # compute where the world communicates (see runtime.comm_device)
     model = Decoder(run.model).to(device)
-    optimizer, schedule = make_optimizer(model, run.optim, run.train.steps)
-    return TrainState(run, rank, world, device, output_dir, sampler, model, optimizer, schedule)
+    if run.model.hf_path is not None:
+        load_hf_weights(model, run.model.hf_path)  # start from the Hugging Face checkpoint's weights
+    optimizer, schedule = make_optimizer(model, run.optim, run.train.steps, run.memory,
+                                         resolve_precision(run.train.precision, device))
+    step_overhead_ms = planning_setup(run.parallel, run.model, world)[1].step_overhead_ms
+    return TrainState(run, rank, world, device, output_dir, sampler, model, optimizer, schedule,
+                      step_overhead_ms=step_overhead_ms,
+                      activations=RankActivations(run.memory, model.parameters(), device))
 
 
 def resume(state: TrainState) -> None:
-    """Load the latest complete checkpoint into `state` when ``train.resume=auto`` (collective)."""
-    start = latest_checkpoint(state.output_dir) if state.run.train.resume == "auto" else None
-    if start is None:
+    """Load the newest good checkpoint into `state` when ``train.resume=auto``, saying so (collective).
+
+    Corrupt checkpoints on the way are moved aside and named (see `checkpoint.newest_good_checkpoint`).
+    """
+    if state.run.train.resume != "auto":
         return
+    start, problems = newest_good_checkpoint(state.output_dir)
+    for problem in problems:
+        _say(state.rank, problem)
+    if start is None:
+        if problems:
+            _say(state.rank, "no good checkpoint is left; starting from step 0")
+        return
+    _say(state.rank, f"resuming from {start}{' (the newest good checkpoint)' if problems else ''}")
     saved = load_checkpoint(start, state.model, state.optimizer)
     state.schedule.load_state_dict(saved.schedule)
     if state.sampler is not None:
@@ -115,18 +139,23 @@ def resume(state: TrainState) -> None:
     state.first_step = saved.step
 
 
-def train_step(state: TrainState, current: StepInput, groups: ProcessGroupCache) -> tuple[RankStepResult, float, float]:
+def train_step(state: TrainState, step: int, current: StepInput,
+               groups: ProcessGroupCache) -> tuple[RankStepResult, float, float]:
     """Forward + backward of this rank's part of `current.plan`, gradient sum, clip, optimizer and LR step.
 
     Returns this rank's result, the global gradient norm before clipping and the LR the step used.
+    A non-finite loss or gradient norm on any rank raises `NonFiniteError` before the optimizer step.
     """
     run = state.run
     state.optimizer.zero_grad(set_to_none=True)
+    start_step_memory(state.activations.accounting, state.device)
     mine = run_plan(state.model, current.plan, current.sequences, state.rank, groups,
                     attention_backend=run.parallel.attention_backend, device=state.device,
-                    offload=run.memory.offload != "none")
-    all_reduce_gradients(state.model.parameters())
-    grad_norm = clip_gradients(state.model.parameters(), run.optim.grad_clip)
+                    activations=state.activations,
+                    precision=resolve_precision(run.train.precision, state.device))
+    check_local_values(step, mine.loss, state.model.parameters(), state.device)
+    grad_norm = state.optimizer.synchronize_gradients(run.optim.grad_clip)
+    check_global_grad_norm(step, grad_norm)
     lr = state.schedule.get_last_lr()[0]
     state.optimizer.step()
     state.schedule.step()
@@ -139,8 +168,10 @@ def record_metrics(state: TrainState, current: StepInput, mine: RankStepResult, 
     run = state.run
     rows = gather_rank_results(mine, state.device)
     metrics = step_metrics(rows, current.plan, run.model, step_time_s, grad_norm, lr,
-                           run.parallel.peak_tflops_per_rank)
-    metrics["activation_offload"] = float(offload_active(run.memory.offload != "none", state.device))
+                           run.parallel.peak_tflops_per_rank, state.step_overhead_ms)
+    metrics.update(memory_metrics(state.activations.accounting, state.device, model_state_bytes(
+        state.model, state.optimizer.torch_optimizer, run.memory.optimizer_offload)))
+    metrics["broadcast_bytes"] = float(current.broadcast_bytes)
     return metrics
 
 
@@ -160,7 +191,8 @@ def checkpoint_due(state: TrainState, step: int, stopping: bool) -> bool:
 def save(state: TrainState, step: int, current: StepInput) -> None:
     """Checkpoint the state after `step` (collective)."""
     save_checkpoint(state.output_dir, state.model, state.optimizer,
-                    TrainerState(step, state.schedule.state_dict(), current.sampler_state, rng_state()))
+                    TrainerState(step, state.schedule.state_dict(), current.sampler_state, rng_state()),
+                    keep=state.run.train.keep_checkpoints)
 
 
 def mark_preempted(state: TrainState, step: int) -> None:
@@ -173,7 +205,7 @@ def finish(state: TrainState, result: TrainResult) -> None:
     """``final_metrics.json`` (rank 0) after a normal end."""
     if state.rank == 0 and not result.preempted:
         final = {"step": result.last_step, "flops_convention": FLOPS_CONVENTION, **result.metrics[-1]}
-        (state.output_dir / FINAL_METRICS).write_text(json.dumps(final, indent=2) + "\n")
+        (state.output_dir / FINAL_METRICS).write_text(strict_json.dumps(final, indent=2) + "\n")
 
 
 def train(run: RunConfig) -> TrainResult:
@@ -202,8 +234,10 @@ def train(run: RunConfig) -> TrainResult:
             groups.prepare(current.plan)
             if step < run.train.steps:
                 source.prefetch()
-            mine, grad_norm, lr = train_step(state, current, groups)
+            mine, grad_norm, lr = train_step(state, step, current, groups)
             metrics = record_metrics(state, current, mine, grad_norm, lr, time.perf_counter() - started)
+            if step == state.first_step + 1 and state.first_step:
+                metrics["resumed_from_step"] = float(state.first_step)  # the resume, in the tracker
             tracker.log(metrics, step)
             result.losses[step], result.last_step = metrics["loss"], step
             result.metrics.append(metrics)

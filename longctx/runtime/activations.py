@@ -1,0 +1,38 @@
+"""The activation side of `memory.*` on one rank: checkpoints, tiles, offload and accounting per micro-batch.
+
+`RankActivations(config, model, device)` is built once per run; every
+micro-batch runs inside ``with activations.micro_batch() as memory:`` where
+`memory` is the `ActivationMemory` the decoder takes (`Decoder.loss`), its
+scopes being this rank's `SavedTensorHooks` (`longctx.runtime.offload`). The
+accounting (`longctx.runtime.memory_accounting.SavedTensorAccounting`) sums
+over the micro-batches since its last `reset` (the trainer resets it per step).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Iterator
+
+import torch
+
+from longctx.model.activation_memory import ActivationMemory
+from longctx.runtime.config import MemoryConfig
+from longctx.runtime.memory_accounting import SavedTensorAccounting
+from longctx.runtime.offload import SavedTensorHooks
+
+
+class RankActivations:
+    """`memory.checkpointing/offload/offload_layers_in_flight/mlp_tile_tokens/loss_tile_tokens` on one rank."""
+
+    def __init__(self, config: MemoryConfig, parameters: Iterable[torch.Tensor], device: torch.device) -> None:
+        self.config = config
+        self.accounting = SavedTensorAccounting()
+        self.hooks = SavedTensorHooks(config.offload, config.checkpointing, device, parameters,
+                                      config.offload_layers_in_flight, self.accounting)
+        self.memory = ActivationMemory(config.checkpointing, config.mlp_tile_tokens, config.loss_tile_tokens,
+                                       self.hooks.scope)
+
+    @contextlib.contextmanager
+    def micro_batch(self) -> Iterator[ActivationMemory]:
+        """Run one micro-batch's forward and backward inside this context."""
+        with self.hooks.micro_batch():
+            yield self.memory
