@@ -22,6 +22,7 @@ from pathlib import Path
 
 from longctx.data.build_once import build_once
 from longctx.data.corpus import cache_root, stdlib_source_files
+from longctx.data.tokenizers import tokenizers_package
 
 #: vocabulary size of plain ``"bpe"``
 DEFAULT_VOCAB_SIZE = 4096
@@ -45,8 +46,7 @@ def parse_bpe_name(name: str) -> int | None:
 
 def trained_bpe(vocab_size: int = DEFAULT_VOCAB_SIZE, cache_dir: str | None = None) -> Path:
     """Directory of the BPE tokenizer with ``vocab_size`` tokens, training it on first use."""
-    import tokenizers
-
+    tokenizers = tokenizers_package()
     directory = cache_root(cache_dir) / f"bpe-{vocab_size}-py{platform.python_version()}-tokenizers{tokenizers.__version__}"
     build_once(str(directory) + ".lock", directory.is_dir, lambda: _train_into(directory, vocab_size))
     return directory
@@ -54,9 +54,10 @@ def trained_bpe(vocab_size: int = DEFAULT_VOCAB_SIZE, cache_dir: str | None = No
 
 def _train_into(directory: Path, vocab_size: int) -> None:
     """Train, write into a temporary directory, and rename it to ``directory`` (atomic)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    backend = Tokenizer(models.BPE())
+    package = tokenizers_package()
+    decoders, models, pre_tokenizers, trainers = (package.decoders, package.models, package.pre_tokenizers,
+                                                  package.trainers)
+    backend = package.Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT], show_progress=False,

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol, Sequence
 
 #: the file a Hugging Face "fast" tokenizer directory always holds
@@ -85,8 +86,7 @@ class HuggingFaceTokenizer:
     """
 
     def __init__(self, directory: str | os.PathLike, display_name: str | None = None) -> None:
-        from tokenizers import Tokenizer as BackendTokenizer
-
+        BackendTokenizer = tokenizers_package().Tokenizer
         directory = Path(directory)
         path = directory / TOKENIZER_FILE
         data = path.read_bytes()
@@ -134,6 +134,16 @@ class HuggingFaceTokenizer:
 
     def __repr__(self) -> str:
         return f"HuggingFaceTokenizer({self.directory!r}, vocab_size={self.vocab_size})"
+
+
+def tokenizers_package() -> ModuleType:
+    """The Hugging Face ``tokenizers`` package, or an ImportError that says how to install it."""
+    try:
+        import tokenizers
+    except ImportError as error:
+        raise ImportError("the tokenizer needs the Hugging Face 'tokenizers' package, which is not installed; "
+                          "`pip install longctx[hf]` (or `pip install tokenizers`), or use the tokenizer 'byte'") from error
+    return tokenizers
 
 
 def _special_token_settings(directory: Path) -> dict[str, Any]:
