@@ -70,9 +70,13 @@ def model_fields_from_hf(hf: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def apply_hf_config(config: ModelConfig) -> None:
-    """Replace `config`'s HF-defined fields by those of ``config.hf_path`` (RoPE only when rope_from_hf)."""
+    """Replace `config`'s HF-defined fields by those of ``config.hf_path`` (RoPE only when rope_from_hf).
+
+    `name` becomes ``hf:<directory name>``.
+    """
     directory = Path(config.hf_path)
     values = model_fields_from_hf(read_hf_json(directory), str(directory / HF_CONFIG))
+    config.name = f"hf:{directory.name}"
     for name in HF_DEFINED:
         if config.rope_from_hf or name not in _ROPE_FIELDS:
             setattr(config, name, values[name])
@@ -106,7 +110,8 @@ def hf_config_dict(config: ModelConfig, dtype: str = "float32") -> dict[str, Any
         "num_key_value_heads": config.n_kv_heads, "head_dim": config.head_dim, "hidden_act": "silu",
         "rms_norm_eps": config.norm_eps, "initializer_range": config.init_std,
         "tie_word_embeddings": config.tie_embeddings, "rope_theta": config.rope_theta,
-        "rope_scaling": dict(parameters) if scaling.kind != "none" else None, "rope_parameters": parameters,
+        "rope_scaling": _without(parameters, "rope_theta") if scaling.kind != "none" else None,
+        "rope_parameters": parameters,
         "torch_dtype": dtype, "dtype": dtype,
     }
     if scaling.kind != "none":
@@ -116,6 +121,10 @@ def hf_config_dict(config: ModelConfig, dtype: str = "float32") -> dict[str, Any
     else:
         hf.update(use_sliding_window=False)
     return {key: value for key, value in hf.items() if value is not None or key == "rope_scaling"}
+
+
+def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in mapping.items() if k != key}
 
 
 def _required(hf: dict[str, Any], key: str, where: str) -> Any:

@@ -110,7 +110,7 @@ def load_hf_weights(model: Decoder, directory: str | Path) -> None:
 def load_hf(directory: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
             ) -> Decoder:
     """A `Decoder` with the config and weights of a local HF Llama-family directory (weights cast to `dtype`)."""
-    model = Decoder(ModelConfig(name=Path(directory).name, hf_path=str(directory)))
+    model = Decoder(ModelConfig(hf_path=str(directory)))
     load_hf_weights(model, directory)
     return model.to(device=device, dtype=dtype)
 

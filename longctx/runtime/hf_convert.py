@@ -74,7 +74,7 @@ def to_hf(checkpoint: str | Path, out: str | Path, config_path: str | Path | Non
 
 def from_hf(hf_dir: str | Path, out: str | Path) -> Path:
     """Write a model-only DCP checkpoint and its ``config.yaml`` into `out` from a HF directory; returns `out`."""
-    config = ModelConfig(name=Path(hf_dir).name, hf_path=str(hf_dir))
+    config = ModelConfig(hf_path=str(hf_dir))
     state = longctx_state(read_safetensors_dir(hf_dir), config, str(hf_dir))
     out = Path(out)
     temporary = out.with_name(f".tmp-{out.name}")
