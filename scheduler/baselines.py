@@ -37,7 +37,7 @@ def power_of_two_sizes(cluster: Cluster) -> tuple[int, ...]:
 
 
 def flexsp_plan(lengths, cluster: Cluster, cost_model: CostModel | None = None, lower_bound: float | None = None,
-                *, solver: str = "highs", time_limit_s: float = 1.0) -> Plan:
+                *, solver: str = "highs", time_limit_s: float | None = 1.0) -> Plan:
     """FlexSP-style: the MILP (and greedy fallback) over power-of-two Ulysses groups."""
     started = time.perf_counter()
     cost_model = cost_model or CostModel()

@@ -93,13 +93,11 @@ class _HighsWithStart(pulp.HiGHS):
         if model.getModelStatus() != highspy.HighsModelStatus.kSolutionLimit:
             return super().findSolutionValues(lp)
         if model.getInfo().primal_solution_status != 2:  # 2: feasible
-            lp.assignStatus(pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound)
-            return pulp.LpStatusNotSolved
+            return pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound
         values = list(model.getSolution().col_value)
         for var in lp.variables():
             var.varValue = values[var.index]
-        lp.assignStatus(pulp.LpStatusOptimal, pulp.LpSolutionIntegerFeasible)
-        return pulp.LpStatusOptimal
+        return pulp.LpStatusOptimal, pulp.LpSolutionIntegerFeasible
 
 
 def make_solver(name: str, time_limit_s: float | None, node_limit: int = MILP_NODE_LIMIT):

@@ -32,8 +32,8 @@ def test_packing_fills_each_step_exactly_in_arrival_order():
         next(document_stream("books", 0))
 
 
-@pytest.mark.parametrize("text,message", [("10\n2.5\n", "line 2: '2.5' is not an integer"),
-                                          ("10\n0\n", "line 2: length 0"), ("# only\n", "holds no lengths")])
+@pytest.mark.parametrize("text,message", [("10\n2.5\n", "line 2: '2.5' is not a whole number"),
+                                          ("10\n0\n", "line 2: 0 must be at least 1"), ("# only\n", "holds no lengths")])
 def test_lengths_file_errors_name_the_line(tmp_path, text, message):
     path = tmp_path / "l.txt"
     path.write_text(text)
@@ -54,7 +54,7 @@ def test_plan_cli_writes_json_and_prints_a_table(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--ranks", "12"], "num_ranks=12"),
-    (["--ranks", "8", "--memory-gb", "0"], "memory_per_rank_gb=0"),
+    (["--ranks", "8", "--memory-gb", "0"], None),
     (["--ranks", "8", "--lengths-extra"], None),
 ])
 def test_plan_cli_bad_input_writes_nothing(tmp_path, capsys, args, message):
@@ -92,13 +92,17 @@ def test_scheduler_never_imports_torch():
 
 
 def test_bench_scheduler_quick(tmp_path):
-    assert scheduler_bench.main(["--quick", "--out-dir", str(tmp_path)]) == 0
+    summary = scheduler_bench.run_quick(tmp_path)
     data = json.loads((tmp_path / "scheduler_quick.json").read_text())
     records = data["records"]
     assert {r["method"] for r in records} == set(scheduler_bench.METHODS)
     assert {r["ranks"] for r in records} == {8, 64}
+    assert {r["workload"] for r in records} == set(scheduler_bench.WORKLOADS)
     for r in records:
         assert {"workload", "ranks", "tokens_per_step", "method", "step_time_ms", "lower_bound_ms",
                 "solve_time_s", "commit", "versions"} <= set(r)
         assert r["lower_bound_ms"] <= r["step_time_ms"] * (1 + 1e-9), r
+    for row in summary["summary"]:  # the full planner has static and megatron-core among its candidates
+        assert row["x_static-balanced"] >= 1 - 1e-9 and row["x_megatron-balanced-cp"] >= 1 - 1e-9, row
+    assert "x megatron" in summary["markdown"] and "Solve times" in summary["markdown"]
     assert (tmp_path / "scheduler_quick.png").stat().st_size > 10_000
