@@ -45,7 +45,7 @@ def _dense_gradients(model: Decoder, sequences: list[torch.Tensor]) -> tuple[dic
     weights = float64_weights(model.state_dict())
     loss = dense_step_loss(weights, DenseShape.of(model.config), sequences)
     loss.backward()
-    return {name: w.grad for name, w in weights.items()}, float(loss)
+    return {name: w.grad for name, w in weights.items()}, float(loss.detach())
 
 
 def run_switching_plan() -> dict:
