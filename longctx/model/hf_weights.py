@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 
@@ -127,16 +127,14 @@ def write_hf_dir(state: Mapping[str, torch.Tensor], config: ModelConfig, directo
     One shard is written as ``model.safetensors``; more as
     ``model-0000i-of-0000n.safetensors`` with the index. The directory is
     assembled under a temporary name and renamed into place, replacing an
-    older one.
+    earlier export (never a directory holding other files).
     """
     if max_shard_bytes < 1:
         raise ValueError(f"max_shard_bytes={max_shard_bytes} must be >= 1")
+    directory = Path(directory)
+    temporary = staged_directory(directory, _hf_file)
     tensors = {name: tensor.detach().cpu() for name, tensor in hf_state(state, config).items()}
     dtypes = {str(tensor.dtype).removeprefix("torch.") for tensor in tensors.values()}
-    directory = Path(directory)
-    temporary = directory.with_name(f".tmp-{directory.name}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
     config_json = hf_config_dict(config, dtype=dtypes.pop() if len(dtypes) == 1 else "float32")
     (temporary / HF_CONFIG).write_text(json.dumps(config_json, indent=2) + "\n")
     shards = _shards(tensors, max_shard_bytes)
@@ -151,10 +149,38 @@ def write_hf_dir(state: Mapping[str, torch.Tensor], config: ModelConfig, directo
         total = sum(t.numel() * t.element_size() for t in tensors.values())
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (temporary / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+    publish_directory(temporary, directory)
+    return directory
+
+
+def _hf_file(name: str) -> bool:
+    return name in (HF_CONFIG, INDEX_FILE) or name.endswith(".safetensors")
+
+
+def staged_directory(directory: Path, owns: Callable[[str], bool]) -> Path:
+    """A fresh empty sibling ``.tmp-<name>`` to assemble `directory` in.
+
+    An existing `directory` is replaced later only when every entry in it is
+    one `owns` (an earlier output of the same kind); otherwise FileExistsError
+    now, before any work, so a mistyped path never deletes unrelated files.
+    """
+    if directory.exists():
+        entries = [entry.name for entry in directory.iterdir()] if directory.is_dir() else [directory.name]
+        foreign = sorted(name for name in entries if not (directory.is_dir() and owns(name)))
+        if foreign:
+            raise FileExistsError(f"{directory} exists and holds {foreign[:5]}, which this output would replace; "
+                                  "choose a new directory (or remove it yourself)")
+    temporary = directory.with_name(f".tmp-{directory.name}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    return temporary
+
+
+def publish_directory(temporary: Path, directory: Path) -> None:
+    """Move the assembled `temporary` to `directory`, replacing the earlier output there."""
     if directory.exists():
         shutil.rmtree(directory)
     os.replace(temporary, directory)
-    return directory
 
 
 def _shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
-import shutil
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -30,7 +28,9 @@ import yaml
 from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
 from longctx.model.config import ModelConfig
-from longctx.model.hf_weights import DEFAULT_MAX_SHARD_BYTES, longctx_state, read_safetensors_dir, write_hf_dir
+from longctx.model.hf_weights import (
+    DEFAULT_MAX_SHARD_BYTES, longctx_state, publish_directory, read_safetensors_dir, staged_directory, write_hf_dir,
+)
 from longctx.runtime.checkpoint_files import METADATA, complete_checkpoints
 
 RUN_CONFIG = "config.yaml"
@@ -74,18 +74,14 @@ def to_hf(checkpoint: str | Path, out: str | Path, config_path: str | Path | Non
 
 def from_hf(hf_dir: str | Path, out: str | Path) -> Path:
     """Write a model-only DCP checkpoint and its ``config.yaml`` into `out` from a HF directory; returns `out`."""
+    out = Path(out)
+    temporary = staged_directory(out, lambda name: name in (METADATA, RUN_CONFIG) or name.endswith(".distcp"))
     config = ModelConfig(hf_path=str(hf_dir))
     state = longctx_state(read_safetensors_dir(hf_dir), config, str(hf_dir))
-    out = Path(out)
-    temporary = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
     with _single_process():
         dcp.save({"model": state}, checkpoint_id=str(temporary), no_dist=True)
     (temporary / RUN_CONFIG).write_text(yaml.safe_dump({"model": {**asdict(config), "hf_path": None}}))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(temporary, out)
+    publish_directory(temporary, out)
     return out
 
 

@@ -38,8 +38,12 @@ def gather_rank_results(result: RankStepResult, device: torch.device) -> torch.T
 
 
 def step_metrics(rows: torch.Tensor, plan: Plan, model: ModelConfig, step_time_s: float, grad_norm: float,
-                 lr: float, peak_tflops_per_rank: float) -> dict[str, float]:
-    """The tracker's metrics of one step from the gathered rows (see `gather_rank_results`)."""
+                 lr: float, peak_tflops_per_rank: float, step_overhead_ms: float = 0.0) -> dict[str, float]:
+    """The tracker's metrics of one step from the gathered rows (see `gather_rank_results`).
+
+    ``predicted_step_ms`` is the plan's time under the planner's cost model plus that model's
+    `step_overhead_ms`; ``step_time_ms`` is the measured `step_time_s` in ms.
+    """
     world = rows.shape[0]
     tokens = sum(plan.lengths)
     flops = step_flops(model, plan.lengths)
@@ -55,6 +59,8 @@ def step_metrics(rows: torch.Tensor, plan: Plan, model: ModelConfig, step_time_s
         "peak_memory_gb": float(rows[:, 3].max()),
         "plan_gap_to_bound": plan.gap_to_bound(),
         "plan_predicted_ms": plan.predicted_step_time_ms,
+        "predicted_step_ms": plan.predicted_step_time_ms + step_overhead_ms,
+        "step_time_ms": step_time_s * 1e3,
         "plan_lower_bound_ms": plan.lower_bound_ms,
         "plan_solve_s": plan.solve_time_s,
         "plan_waves": float(len(plan.waves)),

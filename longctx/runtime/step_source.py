@@ -28,6 +28,7 @@ from longctx.data import StepSampler
 from longctx.model.config import ModelConfig
 from longctx.runtime.config import ParallelConfig
 from longctx.scheduler import Cluster, CostModel, Plan, plan_step, static_plan
+from longctx.scheduler.cost_profile import CostProfile
 
 Planner = Callable[[list[int]], Plan]
 T = TypeVar("T")
@@ -54,12 +55,20 @@ def planning_cost_model(parallel: ParallelConfig, model: ModelConfig, cluster: C
     return cost_model
 
 
-def make_planner(parallel: ParallelConfig, model: ModelConfig, world_size: int) -> Planner:
-    """The function ``lengths -> Plan`` for `parallel.mode` on a world of `world_size` ranks."""
+def planning_setup(parallel: ParallelConfig, model: ModelConfig, world_size: int) -> tuple[Cluster, CostModel]:
+    """The cluster and cost model the planner uses on a world of `world_size` ranks; the links measured
+    in `parallel.cost_profile`, when given, replace the cluster's defaults."""
     parallel.check_world(world_size)
     cluster = Cluster(num_ranks=world_size, ranks_per_node=parallel.ranks_per_node or world_size,
                       memory_per_rank_gb=parallel.memory_per_rank_gb)
-    cost_model = planning_cost_model(parallel, model, cluster)
+    if parallel.cost_profile:
+        cluster = CostProfile.load(parallel.cost_profile).cluster(cluster)
+    return cluster, planning_cost_model(parallel, model, cluster)
+
+
+def make_planner(parallel: ParallelConfig, model: ModelConfig, world_size: int) -> Planner:
+    """The function ``lengths -> Plan`` for `parallel.mode` on a world of `world_size` ranks."""
+    cluster, cost_model = planning_setup(parallel, model, world_size)
     if parallel.mode == "static":
         def planner(lengths: list[int]) -> Plan:
             return static_plan(lengths, cluster, cp=parallel.cp, kind=parallel.static_kind,

@@ -92,3 +92,17 @@ def test_to_hf_names_what_is_missing(tmp_path):
     (tmp_path / "ckpt" / "config.yaml").unlink()
     with pytest.raises(FileNotFoundError, match="pass --config"):
         longctx_main(["convert", "to-hf", str(tmp_path / "ckpt"), str(tmp_path / "out")])
+
+
+def test_outputs_replace_an_earlier_output_but_never_a_directory_with_other_files(tmp_path):
+    model = _random_decoder(RopeScaling(), tied=False, qkv_bias=False)
+    save_hf(model, tmp_path / "hf")
+    save_hf(model, tmp_path / "hf", max_shard_bytes=30_000)  # replaces the single-file export
+    assert (tmp_path / "hf" / INDEX_FILE).is_file() and not (tmp_path / "hf" / "model.safetensors").exists()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match=r"holds \['todo.txt'\]"):
+        save_hf(model, tmp_path / "notes")
+    with pytest.raises(FileExistsError, match=r"holds \['todo.txt'\]"):
+        longctx_main(["convert", "from-hf", str(tmp_path / "hf"), str(tmp_path / "notes")])
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
