@@ -16,10 +16,23 @@ bound, mean waves per step, and the losses (equal across configurations up to
 fp32 rounding, since every plan computes the same step). The closing note is
 the ratio dynamic / static tokens/s.
 
+Predicted vs measured: every step logs ``predicted_step_ms`` (the plan's time
+under the planner's cost model plus its per-step overhead) and the measured
+``step_time_ms``; per configuration the report gives the median and worst
+``|predicted / measured - 1|`` over the measured steps. The cost model is a
+profile measured on this machine first, in the same run and the same gloo
+world (`--cost-profile measure`, the default; `longctx.profiling`), or a
+given profile file, or ``default`` (the built-in 7B/H100 constants: an
+error near 100% here by construction).
+
+`--quick` (a smoke run for `longctx bench`): 4 steps, 1 warm-up step, one
+repeat, the quick profile. Also writes ``<output stem>.png``: predicted vs
+measured step time of every measured step.
+
 Caveat, stated in the JSON: on this CPU box the ranks are processes sharing a
-few cores, so a rank idling in a wave frees a core for a busy one and the
-cost model is the H100 profile (planning shape only); the numbers show that
-the dynamic path runs and what it costs here, not GPU speed-ups.
+few cores, so a rank idling in a wave frees a core for a busy one; the
+numbers show that the dynamic path runs and what it costs here, not GPU
+speed-ups.
 """
 from __future__ import annotations
 
@@ -30,7 +43,6 @@ import statistics
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train"
@@ -56,6 +68,25 @@ def train_and_report(run) -> dict:
     return {"metrics": result.metrics}
 
 
+def measure_cost_profile(run, quick: bool, command: str, path: str) -> None:
+    """On every rank: measure `run`'s cost profile on this world; rank 0 writes it to `path`."""
+    import torch.distributed as dist
+
+    from longctx.profiling.profile import ProfileSettings, measure_profile
+
+    profile = measure_profile(run, ProfileSettings.for_run(run, quick), command)
+    if dist.get_rank() == 0:
+        profile.write(path)
+
+
+def prediction_errors(measured: list[dict]) -> dict:
+    """Median and worst ``|predicted_step_ms / step_time_ms - 1|`` over the steps, and the steps' pairs."""
+    errors = [abs(m["predicted_step_ms"] / m["step_time_ms"] - 1.0) for m in measured]
+    return {"median": statistics.median(errors), "worst": max(errors), "steps": len(errors),
+            "predicted_ms": [m["predicted_step_ms"] for m in measured],
+            "measured_ms": [m["step_time_ms"] for m in measured]}
+
+
 def _summary(measured: list[dict], world: int) -> dict:
     from longctx.runtime.metrics import busy_idle
 
@@ -67,39 +98,99 @@ def _summary(measured: list[dict], world: int) -> dict:
         "busy_fraction": statistics.fmean(m["busy_fraction"] for m in measured),
         "mean_waves": statistics.fmean(m["plan_waves"] for m in measured),
         "mean_predicted_gap_to_bound": statistics.fmean(m["plan_gap_to_bound"] for m in measured),
-        "mean_predicted_step_ms": statistics.fmean(m["plan_predicted_ms"] for m in measured),
+        "mean_predicted_step_ms": statistics.fmean(m["predicted_step_ms"] for m in measured),
+        "prediction_error": prediction_errors(measured),
     }
 
 
 def _header(argv: list[str]) -> dict:
-    """Commit, versions, machine (the scheduler suite's provenance), with this suite's command and torch."""
-    from longctx.benchmarks.scheduler_bench import provenance
+    """Command, commit, versions, machine and time (`longctx.profiling.provenance`)."""
+    from longctx.profiling.provenance import provenance
 
-    header = provenance(argv)
-    header["command"] = "longctx bench train " + " ".join(argv)
-    header["versions"]["torch"] = metadata.version("torch")
-    return header
+    return provenance("longctx bench train " + " ".join(argv))
+
+
+def plot(results: dict, path: Path) -> None:
+    """Predicted vs measured step time (ms) of every measured step, one marker per configuration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    top = 0.0
+    for name, result in results.items():
+        error = result["prediction_error"]
+        ax.plot(error["measured_ms"], error["predicted_ms"], "o", alpha=0.7,
+                label=f"{name}: median {100 * error['median']:.0f}%, worst {100 * error['worst']:.0f}%")
+        top = max(top, *error["measured_ms"], *error["predicted_ms"])
+    ax.plot([0, top * 1.05], [0, top * 1.05], color="grey", linewidth=0.8, label="predicted = measured")
+    ax.set_xlim(0, top * 1.05)
+    ax.set_ylim(0, top * 1.05)
+    ax.set_xlabel("measured step time (ms)")
+    ax.set_ylabel("predicted step time (ms)")
+    ax.set_title("step time: cost model vs measured")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="longctx bench train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 steps, 1 warm-up, 1 repeat, quick profile")
     parser.add_argument("--nprocs", type=int, default=4, help="gloo ranks (default 4)")
-    parser.add_argument("--steps", type=int, default=8, help="steps per configuration (default 8)")
-    parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the numbers (default 2)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per configuration (default 8, quick 4)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="first steps left out of the numbers (default 2, quick 1)")
     parser.add_argument("--model", default="tiny", help="model preset (default tiny)")
     parser.add_argument("--tokens-per-step", type=int, default=8192)
     parser.add_argument("--max-doc-tokens", type=int, default=2048)
     parser.add_argument("--max-tokens-per-rank", type=int, default=1024,
                         help="per-rank token cap; below --max-doc-tokens it forces CP for long documents")
     parser.add_argument("--static-cp", type=int, default=2, help="CP size of the static meshes (default 2)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="runs per configuration, in ABC CBA order (default 2)")
-    parser.add_argument("--output", default=str(RESULTS / "train_bench.json"))
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="runs per configuration, in ABC CBA order (default 2, quick 1)")
+    parser.add_argument("--cost-profile", default="measure",
+                        help="'measure' (profile this machine first, in this run; default), 'default' (the "
+                             "built-in H100 constants) or a profile file from `longctx profile`")
+    parser.add_argument("--output", default=None,
+                        help="result JSON (default benchmarks/results/train/train_bench[_quick].json)")
     return parser
 
 
+def _defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the settings left unset from --quick."""
+    quick = args.quick
+    args.steps = args.steps or (4 if quick else 8)
+    args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
+    args.repeats = args.repeats if args.repeats is not None else (1 if quick else 2)
+    args.output = args.output or str(RESULTS / f"train_bench{'_quick' if quick else ''}.json")
+    return args
+
+
+def _cost_profile(args: argparse.Namespace, pool, argv: list[str]) -> str | None:
+    """The profile file the configurations plan with (measured here for 'measure'), or None for 'default'."""
+    if args.cost_profile == "default":
+        return None
+    if args.cost_profile != "measure":
+        if not Path(args.cost_profile).is_file():
+            raise SystemExit(f"longctx bench train: --cost-profile {args.cost_profile!r} is not a file; give a "
+                             "profile written by `longctx profile`, 'measure' or 'default'")
+        return args.cost_profile
+    path = str(Path(args.output).with_name(f"cost_profile_{args.model}_{args.nprocs}ranks"
+                                           f"{'_quick' if args.quick else ''}.yaml"))
+    with tempfile.TemporaryDirectory() as scratch:
+        run = _run_config(args, f"{scratch}/profile", ["parallel=dynamic"])
+        started = time.perf_counter()
+        pool.run(measure_cost_profile, run, args.quick, "longctx bench train " + " ".join(argv), path)
+    print(f"cost profile measured in {time.perf_counter() - started:.0f} s: {path}", flush=True)
+    return path
+
+
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    args = _defaults(_parser().parse_args(argv))
     if args.repeats < 1:
         print(f"longctx bench train: --repeats={args.repeats} must be >= 1", file=sys.stderr)
         return 2
@@ -114,28 +205,33 @@ def main(argv: list[str]) -> int:
         "static_arrival": ["parallel=static", f"parallel.cp={args.static_cp}", "parallel.static_order=arrival"],
     }
     header = _header(argv)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, GlooPool(args.nprocs, timeout_s=1800) as pool:
+        profile = _cost_profile(args, pool, argv)
+        if profile is not None:
+            configurations = {name: [*overrides, f"parallel.cost_profile={profile}"]
+                              for name, overrides in configurations.items()}
         runs = {name: _run_config(args, f"{scratch}/{name}", overrides) for name, overrides in configurations.items()}
         names = list(runs)  # ABC, CBA, ABC, ...: slow drifts of a shared machine's load cancel
         order = [name for r in range(args.repeats) for name in (names if r % 2 == 0 else names[::-1])]
         collected: dict[str, list[dict]] = {name: [] for name in runs}
         walls: dict[str, float] = {name: 0.0 for name in runs}
         loads: dict[str, list[float]] = {name: [] for name in runs}
-        with GlooPool(args.nprocs, timeout_s=1800) as pool:
-            for name in order:
-                started = time.perf_counter()
-                loads[name].append(os.getloadavg()[0])
-                metrics = pool.run(train_and_report, runs[name])[0]["metrics"]
-                walls[name] += time.perf_counter() - started
-                collected[name].append(metrics)
+        for name in order:
+            started = time.perf_counter()
+            loads[name].append(os.getloadavg()[0])
+            metrics = pool.run(train_and_report, runs[name])[0]["metrics"]
+            walls[name] += time.perf_counter() - started
+            collected[name].append(metrics)
         results = {}
         for name, repeats in collected.items():
             measured = [m for metrics in repeats for m in metrics[args.warmup:]]
             results[name] = {"overrides": configurations[name], "repeats": len(repeats), "wall_s": walls[name],
                              "load_average_1m": loads[name],
                              **_summary(measured, args.nprocs), "losses": [m["loss"] for m in repeats[0]]}
+            error = results[name]["prediction_error"]
             print(f"{name:16s} {results[name]['tokens_per_s']:9.0f} tokens/s  "
-                  f"busy {sum(results[name]['busy_s']):7.1f}s  idle {sum(results[name]['idle_s']):7.1f}s",
+                  f"busy {sum(results[name]['busy_s']):7.1f}s  idle {sum(results[name]['idle_s']):7.1f}s  "
+                  f"|predicted/measured - 1|: median {100 * error['median']:.1f}%, worst {100 * error['worst']:.1f}%",
                   flush=True)
     ratios = {f"dynamic_over_{name}": results["dynamic"]["tokens_per_s"] / results[name]["tokens_per_s"]
               for name in ("static_balanced", "static_arrival")}
@@ -144,12 +240,14 @@ def main(argv: list[str]) -> int:
         "settings": vars(args),
         "results": results,
         "ratios_tokens_per_s": ratios,
-        "caveat": "CPU gloo ranks share the machine's cores and the planner uses the H100 cost profile: "
-                  "this measures the dynamic path's behaviour and overhead here, not GPU speed-ups",
+        "cost_profile": profile or "default (built-in 7B/H100 constants)",
+        "caveat": "CPU gloo ranks share the machine's cores: this measures the dynamic path's behaviour, "
+                  "overhead and the cost model's accuracy here, not GPU speed-ups",
         "flops_convention": "see longctx.model.flops",
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, Path(args.output).with_suffix(".png"))
     print(", ".join(f"{k} = {v:.3f}" for k, v in ratios.items()))
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} and {Path(args.output).with_suffix('.png')}")
     return 0

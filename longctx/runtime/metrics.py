@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from longctx.model import ModelConfig, mfu, step_flops
+from longctx.runtime.comm_device import comm_tensor
 from longctx.runtime.step import RankStepResult
 from longctx.scheduler import Plan
 
@@ -30,11 +31,14 @@ def peak_memory_gb(device: torch.device) -> float:
 
 
 def gather_rank_results(result: RankStepResult, device: torch.device) -> torch.Tensor:
-    """`[world, 4]` float64 rows (loss share, busy_s, tokens, peak memory GB) of every rank (collective)."""
-    mine = torch.tensor([result.loss, result.busy_s, result.tokens, peak_memory_gb(device)], dtype=torch.float64)
+    """`[world, 4]` float64 CPU rows (loss share, busy_s, tokens, peak memory GB) of every rank (collective).
+
+    `device` is the compute device (for the peak memory); the rows travel on `comm_device()`.
+    """
+    mine = comm_tensor([result.loss, result.busy_s, result.tokens, peak_memory_gb(device)], torch.float64)
     rows = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
     dist.all_gather(rows, mine)
-    return torch.stack(rows)
+    return torch.stack(rows).cpu()
 
 
 def step_metrics(rows: torch.Tensor, plan: Plan, model: ModelConfig, step_time_s: float, grad_norm: float,

@@ -3,17 +3,21 @@
 How: the MILP runs with a wall-clock time limit, so two ranks solving the same
 step could stop at different incumbents, yet the plan must be identical on
 every rank. So rank 0 alone samples and plans: `prefetch()` draws step t+1's
-documents and starts solving its plan in a background thread (pure
-Python/PuLP/HiGHS, no torch) while step t runs; `take()` at the start of step
-t+1 waits for the plan and broadcasts the Plan JSON, the step's token arrays
-and the sampler's state to every rank in one `broadcast_object_list` (a step
-is a few thousand to a few million int tokens, small next to one activation
-all-reduce). Only rank 0 opens the dataset. A planning error on rank 0 is
-broadcast too and raised on every rank, so no rank is left waiting in a
-collective. Static mode uses the same path with `static_plan` as the planner.
+document pieces (document id, token range: `longctx.data.Piece`) and starts
+solving its plan in a background thread (pure Python/PuLP/HiGHS, no torch)
+while step t runs; `take()` at the start of step t+1 waits for the plan and
+broadcasts the Plan JSON, the step's pieces and the sampler's state in one
+`broadcast_object_list` on the communication device. Every rank then reads its
+sequences itself from the memory-mapped dataset (`StepSampler.read`), so the
+bytes broadcast per step grow with the number of pieces, not with the tokens
+(`StepInput.broadcast_bytes`, logged as the metric ``broadcast_bytes``). A
+planning error on rank 0 is broadcast too and raised on every rank, so no rank
+is left waiting in a collective. Static mode uses the same path with
+`static_plan` as the planner.
 """
 from __future__ import annotations
 
+import pickle
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -23,9 +27,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from longctx.data import StepSampler
+from longctx.data import Piece, StepSampler
 
 from longctx.model.config import ModelConfig
+from longctx.runtime.comm_device import comm_device
 from longctx.runtime.config import ParallelConfig
 from longctx.scheduler import Cluster, CostModel, Plan, plan_step, static_plan
 from longctx.scheduler.cost_profile import CostProfile
@@ -89,55 +94,61 @@ class StepInput:
     plan: Plan
     #: the sampler's state right after this step's data: what a checkpoint taken after this step stores
     sampler_state: dict
+    #: bytes of the step's broadcast payload (pickled plan, pieces and sampler state)
+    broadcast_bytes: int = 0
 
 
-def on_rank0(make: Callable[[], T]) -> T | None:
-    """Run `make()` on rank 0 only (None elsewhere); if it raises, every rank raises (collective).
+def on_every_rank(make: Callable[[], T]) -> T:
+    """Run `make()` on every rank; if it raises on any rank, every rank raises (collective).
 
-    Without this, an error on rank 0 (a missing dataset, say) would leave the
+    Without this, an error on one rank (a missing dataset, say) would leave the
     other ranks blocked in the next collective until the timeout.
     """
-    result, error, status = None, None, [None]
-    if dist.get_rank() == 0:
-        try:
-            result = make()
-        except Exception as caught:  # noqa: BLE001 - every rank must learn of the failure
-            error, status[0] = caught, f"{type(caught).__name__}: {caught}"
-    dist.broadcast_object_list(status, src=0)
+    result, error, mine = None, None, None
+    try:
+        result = make()
+    except Exception as caught:  # noqa: BLE001 - every rank must learn of the failure
+        error, mine = caught, f"{type(caught).__name__}: {caught}"
+    status: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(status, mine)
     if error is not None:
         raise error
-    if status[0] is not None:
-        raise RuntimeError(f"rank 0 failed: {status[0]}")
+    failed = [(rank, why) for rank, why in enumerate(status) if why is not None]
+    if failed:
+        raise RuntimeError(f"rank {failed[0][0]} failed: {failed[0][1]}")
     return result
 
 
+def pieces_array(pieces: list[Piece]) -> np.ndarray:
+    """`[pieces, 3]` int64 rows (document, start, stop): the compact wire form of a step's pieces."""
+    return np.asarray([(p.document, p.start, p.stop) for p in pieces], dtype=np.int64).reshape(-1, 3)
+
+
 class StepSource:
-    """Rank 0 draws each step's data and plans it in a background thread; every rank receives both.
+    """Rank 0 draws each step's pieces and plans them in a background thread; every rank reads its data.
 
     Use: ``prefetch()`` once the current step's input is taken (rank 0 draws the
-    next step's documents and starts planning them), then ``take()`` (collective)
-    when that step starts. Ranks other than 0 pass ``sampler=None``; they never
-    read the dataset (nor import its libraries).
+    next step's pieces and starts planning them), then ``take()`` (collective)
+    when that step starts. Every rank passes a sampler over the same dataset
+    (opening it only memory-maps the files); only rank 0's draws pieces.
     """
 
-    def __init__(self, sampler: StepSampler | None, planner: Planner) -> None:
+    def __init__(self, sampler: StepSampler, planner: Planner) -> None:
         self._is_source = dist.get_rank() == 0
-        if self._is_source and sampler is None:
-            raise ValueError("StepSource: rank 0 needs the sampler")
         self._sampler = sampler
         self._planner = planner
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="longctx-plan") \
             if self._is_source else None
-        self._pending: tuple[list, dict, Future] | None = None
+        self._pending: tuple[np.ndarray, dict, Future] | None = None
 
     def prefetch(self) -> None:
-        """Rank 0: draw the next step's documents and start planning them (no-op elsewhere)."""
+        """Rank 0: draw the next step's pieces and start planning them (no-op elsewhere)."""
         if not self._is_source:
             return
         if self._pending is not None:
             raise RuntimeError("StepSource.prefetch: the previous step was not taken yet; call take() first")
-        pieces = self._sampler.next_step()
-        lengths = [int(len(piece)) for piece in pieces]
+        pieces = pieces_array(self._sampler.next_pieces())
+        lengths = [int(stop - start) for _, start, stop in pieces]
         self._pending = (pieces, self._sampler.state_dict(), self._executor.submit(self._planner, lengths))
 
     def take(self) -> StepInput:
@@ -152,15 +163,16 @@ class StepSource:
                 payload[0] = ("step", future.result().to_json(), pieces, state)
             except Exception:  # noqa: BLE001 - every rank must learn of the failure
                 payload[0] = ("error", traceback.format_exc())
-        dist.broadcast_object_list(payload, src=0)
+        dist.broadcast_object_list(payload, src=0, device=comm_device())
         if payload[0][0] == "error":
             raise PlanningError(f"rank 0 failed to plan the next step:\n{payload[0][1]}")
         _, text, pieces, state = payload[0]
         plan = Plan.from_json(text).validate()
         if plan.world_size != dist.get_world_size():
             raise PlanningError(f"the plan is for {plan.world_size} ranks but the world has {dist.get_world_size()}")
-        sequences = [torch.from_numpy(np.asarray(piece, dtype=np.int64)) for piece in pieces]
-        return StepInput(sequences, plan, state)
+        arrays = self._sampler.read([Piece(int(d), int(a), int(b)) for d, a, b in pieces])
+        sequences = [torch.from_numpy(np.asarray(tokens, dtype=np.int64)) for tokens in arrays]
+        return StepInput(sequences, plan, state, broadcast_bytes=len(pickle.dumps(payload[0])))
 
     def close(self) -> None:
         """Stop the planning thread (waits for a running solve)."""

@@ -1,0 +1,39 @@
+"""Functions the gloo pool runs on every rank for the profiling tests (module-level so they pickle)."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from longctx.model import Decoder
+from longctx.profiling.compute import measure_shapes
+from longctx.profiling.links import measure_alltoall, measure_p2p
+from longctx.profiling.profile import ProfileSettings, measure_profile
+from longctx.scheduler import GroupShape
+
+CPU = torch.device("cpu")
+
+
+def links_case() -> dict:
+    p2p = measure_p2p(1, (4096, 4 << 20), 3, CPU)
+    alltoall = measure_alltoall(dist.get_world_size(), (4096, 4 << 20), 3, CPU)
+    return {"p2p": p2p.to_dict(), "alltoall": alltoall.to_dict()}
+
+
+def shapes_case(model_config, lengths: tuple[int, ...]) -> list:
+    torch.manual_seed(0)
+    model = Decoder(model_config)
+    shapes = [GroupShape.make(1, "local"), GroupShape.make(2, "ring"), GroupShape.make(2, "ulysses")]
+    return measure_shapes(model, shapes, lengths, 1, model_config.vocab_size, "auto", CPU, CPU)
+
+
+def profile_case(run, path: str) -> dict:
+    profile = measure_profile(run, ProfileSettings.for_run(run, quick=True), "pytest")
+    if dist.get_rank() == 0:
+        profile.write(path)
+    return profile.to_dict()
+
+
+def train_case(run) -> list[dict]:
+    from longctx.runtime.trainer import train
+
+    return train(run).metrics
