@@ -5,8 +5,9 @@ whole run, ring attention inside a group (Megatron-style context
 parallelism), one wave. Order "arrival": the step's sequences are cut in
 arrival order into cp-groups of equal token counts (Megatron-style packing:
 every DP rank gets the same number of tokens). Order "balanced":
-longest-processing-time-first over the DP groups by their modelled time
-(ties to the earlier sequence and the lower group).
+longest-processing-time-first over the DP groups by their modelled time (the
+greedy's LPT: exact for the 2*dp longest, batched after; ties to the earlier
+sequence and the lower group).
 
 `best_static_plan`: the fastest over every CP size that divides the world,
 stays inside a node or takes whole nodes, and holds the longest sequence.
@@ -19,7 +20,6 @@ so its plan is never slower than static by construction.
 """
 from __future__ import annotations
 
-import heapq
 import time
 
 import numpy as np
@@ -27,6 +27,7 @@ import numpy as np
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel, GroupShape
 from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.greedy import assign_local
 from longctx.scheduler.lower_bound import check_fits, lower_bound_ms
 from longctx.scheduler.plan import Plan, PlanGroup, PlanWave
 from longctx.scheduler.simulator import simulate
@@ -50,14 +51,14 @@ def _shape(cp: int, kind: str) -> GroupShape:
 
 
 def _balanced_members(times: np.ndarray, dp: int) -> list[list[int]]:
-    """LPT of sequences with `times` (ms) over `dp` groups: longest first to the least-loaded group."""
-    members: list[list[int]] = [[] for _ in range(dp)]
-    heap = [(0.0, g) for g in range(dp)]
-    for i, t in zip(np.lexsort((np.arange(len(times)), -times)).tolist(), (-np.sort(-times)).tolist()):
-        load, g = heap[0]
-        members[g].append(i)
-        heapq.heapreplace(heap, (load + t, g))
-    return members
+    """Longest-first over `dp` groups by modelled time (ms): the greedy's LPT (`greedy.assign_local`,
+    exact for the 2*dp longest, batched after), ties to the earlier sequence and the lower group."""
+    order = np.lexsort((np.arange(len(times)), -times))
+    owner = assign_local(np.zeros(dp), order, times[order])
+    by_group = np.argsort(owner, kind="stable")
+    cuts = np.searchsorted(owner[by_group], np.arange(dp + 1))
+    members = order[by_group]
+    return [members[cuts[g]:cuts[g + 1]].tolist() for g in range(dp)]
 
 
 def _arrival_members(lengths, dp: int) -> list[list[int]]:
