@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                         "else the 7B/H100 defaults")
     p.add_argument("--method", choices=METHODS, default="milp")
     p.add_argument("--solver", choices=SOLVERS, default="highs")
-    p.add_argument("--time-limit", type=finite_arg(0.0, inclusive=True), default=1.0, help="MILP time limit, seconds")
+    p.add_argument("--time-limit", type=finite_arg(0.0, inclusive=True), default=1.0,
+                   help="wall-clock limit of the whole planning, preparation included, seconds (stages after it "
+                        "are skipped; the search is otherwise bounded by deterministic work limits)")
     p.add_argument("--out", type=Path, default=Path("plan.json"), help="where to write the Plan JSON")
     p.add_argument("--rows", type=count_arg(0), default=30, help="groups shown in the table (longest first)")
     return p
