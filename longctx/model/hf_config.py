@@ -91,18 +91,7 @@ def hf_config_dict(config: ModelConfig, dtype: str = "float32") -> dict[str, Any
     """
     model_type = "qwen2" if config.qkv_bias else "llama"
     scaling = config.rope_scaling
-    parameters: dict[str, Any] = {"rope_type": "default", "rope_theta": config.rope_theta}
-    if scaling.kind != "none":
-        parameters = {"rope_type": scaling.kind, "rope_theta": config.rope_theta, "factor": scaling.factor}
-        if scaling.kind in ("llama3", "yarn"):
-            parameters["original_max_position_embeddings"] = scaling.original_max_position_embeddings
-        if scaling.kind == "llama3":
-            parameters.update(low_freq_factor=scaling.low_freq_factor, high_freq_factor=scaling.high_freq_factor)
-        if scaling.kind == "yarn":
-            parameters.update(beta_fast=scaling.beta_fast, beta_slow=scaling.beta_slow, truncate=scaling.truncate)
-            for name in ("attention_factor", "mscale", "mscale_all_dim"):
-                if getattr(scaling, name) is not None:
-                    parameters[name] = getattr(scaling, name)
+    parameters = _rope_parameters(config)
     hf: dict[str, Any] = {
         "architectures": [MODEL_TYPES[model_type][0]], "model_type": model_type,
         "vocab_size": config.vocab_size, "hidden_size": config.dim, "intermediate_size": config.ffn_dim,
@@ -121,6 +110,23 @@ def hf_config_dict(config: ModelConfig, dtype: str = "float32") -> dict[str, Any
     else:
         hf.update(use_sliding_window=False)
     return {key: value for key, value in hf.items() if value is not None or key == "rope_scaling"}
+
+
+def _rope_parameters(config: ModelConfig) -> dict[str, Any]:
+    """transformers 5's ``rope_parameters`` of `config` (rope_type, rope_theta and the kind's own fields)."""
+    scaling = config.rope_scaling
+    if scaling.kind == "none":
+        return {"rope_type": "default", "rope_theta": config.rope_theta}
+    parameters = {"rope_type": scaling.kind, "rope_theta": config.rope_theta, "factor": scaling.factor}
+    if scaling.kind in ("llama3", "yarn"):
+        parameters["original_max_position_embeddings"] = scaling.original_max_position_embeddings
+    if scaling.kind == "llama3":
+        parameters.update(low_freq_factor=scaling.low_freq_factor, high_freq_factor=scaling.high_freq_factor)
+    if scaling.kind == "yarn":
+        parameters.update(beta_fast=scaling.beta_fast, beta_slow=scaling.beta_slow, truncate=scaling.truncate)
+        parameters.update({name: getattr(scaling, name) for name in ("attention_factor", "mscale", "mscale_all_dim")
+                           if getattr(scaling, name) is not None})
+    return parameters
 
 
 def _without(mapping: dict[str, Any], key: str) -> dict[str, Any]:
