@@ -42,6 +42,7 @@ from longctx.runtime.step_source import StepInput, StepSource, make_planner, on_
 from longctx.runtime.process_groups import ProcessGroupCache
 from longctx.runtime.precision import resolve_precision
 from longctx.runtime.step import RankStepResult, run_plan
+from longctx.runtime.resume_config import configured_hyperparameters, restore_hyperparameters
 from longctx.runtime.run_dir import prepare_run_dir
 from longctx.runtime.stop import PREEMPTED_FILE, GracefulStop
 from longctx.tracking import make_tracker, strict_json
@@ -131,8 +132,10 @@ def resume(state: TrainState) -> None:
             _say(state.rank, "no good checkpoint is left; starting from step 0")
         return
     _say(state.rank, f"resuming from {start}{' (the newest good checkpoint)' if problems else ''}")
+    configured = configured_hyperparameters(state.schedule)
     saved = load_checkpoint(start, state.model, state.optimizer)
     state.schedule.load_state_dict(saved.schedule)
+    restore_hyperparameters(state.schedule, configured)  # a changed optim.lr etc. applies from here
     if state.sampler is not None:
         state.sampler.load_state_dict(saved.sampler)
     set_rng_state(saved.rng)
