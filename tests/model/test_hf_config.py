@@ -47,7 +47,8 @@ def test_old_and_new_rope_formats_give_the_same_model_config(saved, rope, type_k
 
 def test_the_rope_fields_reach_the_scaling_config(saved):
     fields = model_fields_from_hf(_config(saved, "yarn-mscale"), "x")
-    assert fields["rope_theta"] == 500.0
+    assert (fields["rope_theta"], fields["norm_eps"], fields["vocab_size"]) == (500.0, 1e-5, 263)
+    assert load_hf(saved / "yarn-mscale").blocks[1].mlp_norm.eps == 1e-5
     assert fields["rope_scaling"] == RopeScaling(kind="yarn", factor=4.0, original_max_position_embeddings=32,
                                                  mscale=2.0, mscale_all_dim=1.0, beta_fast=16.0, beta_slow=2.0)
 
