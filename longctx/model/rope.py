@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from longctx.kernels import ops
 from longctx.model.config import RopeScaling
 from longctx.model.layers import at_least_fp32
 
@@ -105,7 +106,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
     Channel i pairs with channel i + head_dim/2 (the Llama convention). The
     rotation runs in fp32 (fp64 inputs stay fp64) and the result is cast back to x's dtype.
+    On CUDA, with the compiled extension built, the fused op `longctx.kernels.ops.rope_tables` does it.
     """
+    if cos.dtype == torch.float32 and ops.resolve_backend("rope_tables", x.device) == "cuda" \
+            and x.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return ops.rope_tables(x, cos, sin)
     half = x.shape[-1] // 2
     wide = at_least_fp32(x)
     first, second = wide[..., :half], wide[..., half:]

@@ -39,6 +39,17 @@ def resolve_backend(requested: str) -> str:
     return requested
 
 
+def _bind_device(backend: str, local_rank: int) -> torch.device | None:
+    """nccl: make this process's GPU (local rank modulo the GPUs) current and return it, so the world's
+    communicator is created eagerly at init on it (the only one the runtime uses, see
+    `longctx.runtime.process_groups`); gloo: None."""
+    if backend != "nccl":
+        return None
+    device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    torch.cuda.set_device(device)
+    return device
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -48,9 +59,8 @@ def _free_port() -> int:
 def run_in_external_world(run: RunConfig, body: Callable[[RunConfig], object]) -> None:
     """Join the torchrun world described by the environment, run `body(run)`, leave."""
     backend = resolve_backend(run.parallel.backend)
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    dist.init_process_group(backend, init_method="env://", timeout=COLLECTIVE_TIMEOUT)
+    device = _bind_device(backend, int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group(backend, init_method="env://", timeout=COLLECTIVE_TIMEOUT, device_id=device)
     try:
         body(run)
     finally:
@@ -61,10 +71,9 @@ def _spawned_rank(rank: int, run: RunConfig, port: int, body: Callable[[RunConfi
     threads = max(1, (os.cpu_count() or 1) // run.parallel.nprocs)
     torch.set_num_threads(threads)
     backend = resolve_backend(run.parallel.backend)
-    if backend == "nccl":
-        torch.cuda.set_device(rank % torch.cuda.device_count())
+    device = _bind_device(backend, rank)
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=run.parallel.nprocs, timeout=COLLECTIVE_TIMEOUT)
+                            world_size=run.parallel.nprocs, timeout=COLLECTIVE_TIMEOUT, device_id=device)
     try:
         body(run)
     finally:

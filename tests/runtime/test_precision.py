@@ -1,0 +1,93 @@
+"""bf16 mixed precision: 4 gloo ranks train like 1 process within a bf16 bound; master weights stay fp32.
+
+The bound. Under bf16 every matmul output is rounded to 8 significant bits
+(unit roundoff u = 2**-8 ~ 3.9e-3). Four ranks compute the same products as one
+process but cut into other shards and blocks (ring merges, other micro-batch
+splits), so a value may round the other way: the two runs' logits differ by up
+to ~2u relative, element by element, with independent signs. The loss is a mean
+of ~10^3 per-token cross-entropies, so these differences average down, and
+AdamW's first steps move each weight by about lr whatever the gradient's
+rounding. Over three steps the losses must agree within 2u = 7.8e-3 relative;
+fp32 runs of the same code agree within 1e-5 (tests/runtime/test_distributed_training.py),
+and a bf16 run that silently ran in fp32 would differ from the fp32 run by less
+than 1e-5, which the last test rules out.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from longctx.runtime.config import ConfigError
+from longctx.runtime.precision import compute_autocast, resolve_precision
+from longctx.runtime.trainer import train
+from tests.runtime.conftest import tiny_run
+
+pytestmark = pytest.mark.timeout(600)
+
+BF16_UNIT_ROUNDOFF = 2.0 ** -8
+STEPS = 3
+
+
+def train_and_report(run) -> dict:
+    """Train `run` on this rank; losses and the dtypes of parameters, gradients and optimizer states."""
+    result = train(run)
+    model = result.model
+    return {"losses": result.losses,
+            "param_dtypes": {str(p.dtype) for p in model.parameters()},
+            "grad_dtypes": {str(p.grad.dtype) for p in model.parameters() if p.grad is not None}}
+
+
+@pytest.fixture(scope="module")
+def runs(gloo_pool, tiny_dataset, tmp_path_factory) -> dict:
+    one = ("parallel.nprocs=1", "parallel.max_tokens_per_rank=null", f"train.steps={STEPS}")
+    four = ("parallel=dynamic", "parallel.planner=greedy", f"train.steps={STEPS}")
+    return {
+        "one_fp32": gloo_pool(1).run(train_and_report, tiny_run(tiny_dataset, tmp_path_factory.mktemp("f1"),
+                                                                *one, "train.precision=fp32"))[0],
+        "one_bf16": gloo_pool(1).run(train_and_report, tiny_run(tiny_dataset, tmp_path_factory.mktemp("b1"),
+                                                                *one, "train.precision=bf16"))[0],
+        "four_bf16": gloo_pool(4).run(train_and_report, tiny_run(tiny_dataset, tmp_path_factory.mktemp("b4"),
+                                                                 *four, "train.precision=bf16")),
+    }
+
+
+def test_bf16_on_4_ranks_matches_1_process_within_the_bf16_bound(runs):
+    want = runs["one_bf16"]["losses"]
+    for rank, got in enumerate(runs["four_bf16"]):
+        for step in range(1, STEPS + 1):
+            gap = abs(got["losses"][step] - want[step]) / abs(want[step])
+            assert gap <= 2 * BF16_UNIT_ROUNDOFF, (f"rank {rank} step {step}: bf16 loss {got['losses'][step]!r} on "
+                                                   f"4 ranks vs {want[step]!r} in 1 process (relative {gap:.2e})")
+
+
+def test_bf16_keeps_fp32_master_weights_and_gradients(runs):
+    for result in [runs["one_bf16"], *runs["four_bf16"]]:
+        assert result["param_dtypes"] == {"torch.float32"}
+        assert result["grad_dtypes"] <= {"torch.float32"}
+
+
+def test_bf16_really_computes_in_bf16(runs):
+    fp32, bf16 = runs["one_fp32"]["losses"], runs["one_bf16"]["losses"]
+    gaps = [abs(bf16[s] - fp32[s]) / abs(fp32[s]) for s in range(1, STEPS + 1)]
+    assert max(gaps) > 1e-5, f"bf16 losses equal the fp32 ones ({gaps}); autocast did not take effect"
+    assert max(gaps) <= 4 * BF16_UNIT_ROUNDOFF, f"bf16 vs fp32 relative loss gaps {gaps}"
+
+
+def test_autocast_runs_linears_in_bf16_on_cpu():
+    layer = nn.Linear(4, 3)
+    with compute_autocast("bf16", torch.device("cpu")):
+        assert layer(torch.randn(2, 4)).dtype == torch.bfloat16
+    with compute_autocast("fp32", torch.device("cpu")):
+        assert layer(torch.randn(2, 4)).dtype == torch.float32
+
+
+def test_auto_is_bf16_on_cuda_and_fp32_on_cpu():
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_unknown_precision_is_a_config_error_naming_the_field(tiny_dataset, tmp_path):
+    with pytest.raises(ConfigError, match=r"train.precision='fp16'"):
+        tiny_run(tiny_dataset, tmp_path, "train.precision=fp16")
