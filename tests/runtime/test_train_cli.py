@@ -29,6 +29,8 @@ from longctx.runtime.train_cli import compose_run_config, main
     (["parallel=static", "parallel.cp=3"], "parallel.cp=3 does not divide the world size 4"),
     (["model.vocab_size=100"], "model.vocab_size=100 is below the tokenizer's vocabulary of 257"),
     (["parallel.max_tokens_per_rank=100"], "data.max_doc_tokens=2048 does not fit a group of 4 ranks"),
+    (["train.on_existing=keep"], "train.on_existing='keep' is not supported; choose one of ['error', 'archive'"),
+    (["train.keep_checkpoints=-1"], "train.keep_checkpoints=-1 must be an integer >= 0"),
 ])
 def test_bad_configs_are_rejected_with_the_field_and_value(overrides, message):
     with pytest.raises((ConfigError, ModelConfigError), match=re.escape(message)):
@@ -58,6 +60,7 @@ def test_longctx_train_runs_end_to_end_with_the_wandb_offline_tracker(tiny_datas
     logged = {row["_step"]: row for row in rows if "loss" in row}
     assert sorted(logged) == [1, 2], rows
     assert logged[2]["loss"] == pytest.approx(final["loss"]) and logged[2]["tokens_per_s"] > 0
+    assert not (output_dir / ".longctx.lock").exists()  # released at the end
 
 
 def test_sigusr2_to_longctx_train_stops_all_ranks_after_a_checkpoint(tiny_dataset, tmp_path):
