@@ -5,7 +5,6 @@ float64, every document alone through a textbook decoder, no longctx code.
 """
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.distributed as dist
 
@@ -68,8 +67,8 @@ def run_switching_plan() -> dict:
 
 def test_waves_where_ranks_switch_groups_give_the_dense_reference_gradients(gloo_pool):
     results = gloo_pool(4).run(run_switching_plan)
-    # distinct multi-rank tuples: (0,1) (0,2) (0,1,2,3) -> the world group, (1,2,3) (2,3)
-    assert [r["created"] for r in results] == [5] * 4 and [r["again"] for r in results] == [0] * 4
+    # the groups (0,1) (0,2) (0,1,2,3) (1,2,3) (2,3) all run on the world: no communicator is created
+    assert [r["created"] for r in results] == [0] * 4 and [r["again"] for r in results] == [0] * 4
     assert [r["waves"] for r in results] == [4, 3, 4, 3]  # rank 1 and rank 3 idle in the last wave
     for rank, r in enumerate(results):
         assert abs(r["loss"] - r["want_loss"]) <= 1e-5 * r["want_loss"], (rank, r["loss"], r["want_loss"])
@@ -84,8 +83,11 @@ def test_micro_batches_never_exceed_the_groups_longest_sequence():
     assert micro_batches([], lengths) == []
 
 
-def test_process_group_cache_refuses_groups_it_was_not_prepared_for():
-    cache = ProcessGroupCache()
-    assert cache.get([3]) is None
-    with pytest.raises(KeyError, match=r"no group for ranks \[0, 1\]; call prepare\(plan\) on every rank first"):
-        cache.get([0, 1])
+def test_process_group_cache_maps_every_multi_rank_group_to_the_world_in_member_order(gloo_pool):
+    assert gloo_pool(4).run(world_rank_group, [3, 1]) == [((3, 1), True)] * 4
+    assert ProcessGroupCache().get([3]) is None
+
+
+def world_rank_group(ranks: list[int]) -> tuple[tuple[int, ...], bool]:
+    group = ProcessGroupCache().get(ranks)
+    return group.ranks, group.process_group is dist.group.WORLD
