@@ -7,7 +7,7 @@ is measured within one run of its suite, the compared configurations side by
 side (same process, same data, same load), never against numbers from another
 run. Suites:
 
-- scheduler: `scheduler_bench` quick sweep -> ``results/scheduler/scheduler_quick.{json,md,png}``
+- scheduler: `scheduler_bench.run_quick` -> ``results/scheduler/scheduler_quick.{json,md,png}``
 - attention: `attention_bench --quick` on CPU gloo -> ``results/attention/attention_quick.{json,png}``
 - train: `train_bench --quick` (profile measured first) -> ``results/train/train_bench_quick.{json,png}``
 - kernels: GPU only; without CUDA the report says it was not run (no numbers are made up)
@@ -48,20 +48,16 @@ class SuiteResult:
 def _scheduler(result: SuiteResult) -> None:
     from longctx.benchmarks import scheduler_bench
 
-    out = RESULTS / "scheduler"
-    code = scheduler_bench.main(["--quick", "--out-dir", str(out), "--tag", "quick"])
-    if code:
-        raise RuntimeError(f"scheduler_bench exited with {code}")
-    data = json.loads((out / "scheduler_quick.json").read_text())
-    rows = data.get("summary", [])
+    quick = scheduler_bench.run_quick(RESULTS / "scheduler")
+    rows = quick["summary"]
     for key, label in (("x_static-balanced", "x static balanced"), ("x_megatron-balanced-cp", "x megatron-core"),
                        ("x_longctx-greedy", "x greedy-only"), ("gap_pct", "gap to bound %")):
         values = [row[key] for row in rows if isinstance(row.get(key), (int, float))]
         if values:
             result.headline.append(f"{label}: median {statistics.median(values):.3g} "
                                    f"(range {min(values):.3g}-{max(values):.3g})")
-    table = (out / "scheduler_quick.md").read_text().strip()
-    result.body = f"{table}\n\n![scheduler](scheduler/scheduler_quick.png)"
+    png = Path(quick["png"])
+    result.body = quick["markdown"].strip() + (f"\n\n![scheduler]({png.relative_to(RESULTS)})" if png.is_file() else "")
 
 
 def _attention(result: SuiteResult) -> None:
