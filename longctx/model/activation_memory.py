@@ -9,8 +9,9 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable, ContextManager
 
-#: layer keys besides the block indices 0..n_layers-1 that `ActivationMemory.scope` is called with
-EMBEDDING, HEAD = "embedding", "head"
+#: layer keys besides the block indices 0..n_layers-1 that `ActivationMemory.scope` is called with: the
+#: embedding, the head (final norm + output head; + the loss when tiled) and the untiled loss (log-softmax)
+EMBEDDING, HEAD, LOSS = "embedding", "head", "loss"
 
 CHECKPOINTING = ("none", "full", "selective")
 
@@ -26,7 +27,7 @@ class ActivationMemory:
     checkpointing: "none" | "full" (a block keeps only its input; recomputed in backward) |
     "selective" (a block keeps its input, its attention output and log-sum-exp; the rest is recomputed).
     mlp_tile_tokens / loss_tile_tokens: TiledMLP and tiled head+loss tile sizes (None: whole shard).
-    scope: called with the block index, `EMBEDDING` or `HEAD`; the decoder runs that part of the
+    scope: called with the block index, `EMBEDDING`, `HEAD` or `LOSS`; the decoder runs that part of the
     forward inside the returned context (the runtime's saved-tensor hooks: offload, accounting).
     """
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from longctx.attention import HybridPlan, plan_attention, run_planned
 from longctx.model.activation_checkpoint import checkpointed_block
-from longctx.model.activation_memory import EMBEDDING, HEAD, PLAIN, ActivationMemory
+from longctx.model.activation_memory import EMBEDDING, HEAD, LOSS, PLAIN, ActivationMemory
 from longctx.model.config import ModelConfig
 from longctx.model.layers import RMSNorm, SwiGLU, at_least_fp32
 from longctx.model.loss import step_loss
@@ -135,7 +135,10 @@ class Decoder(nn.Module):
         """Logits `[n, vocab]` (at least fp32) for this rank's tokens `[n]` at document positions `[n]`."""
         hidden = self.hidden(tokens, positions, cu_seqlens, layout, memory)
         with memory.scope(HEAD):
-            return at_least_fp32(self.head(self.norm(hidden)))
+            return self._logits(hidden)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return at_least_fp32(self.head(self.norm(hidden)))
 
     def hidden(self, tokens: torch.Tensor, positions: torch.Tensor, cu_seqlens: torch.Tensor | Sequence[int],
                layout: AttentionLayout = LOCAL, memory: ActivationMemory = PLAIN) -> torch.Tensor:
@@ -162,9 +165,11 @@ class Decoder(nn.Module):
         With `memory.loss_tile_tokens` the head and cross-entropy run over token tiles
         (`longctx.model.tiled_loss`) and the `[n, vocab]` logits never exist at once.
         """
-        if memory.loss_tile_tokens is None:
-            return step_loss(self(tokens, positions, cu_seqlens, layout, memory), targets, step_targets)
         hidden = self.hidden(tokens, positions, cu_seqlens, layout, memory)
         with memory.scope(HEAD):
-            return tiled_head_loss(self.norm(hidden), self.head.weight, targets, step_targets,
-                                   memory.loss_tile_tokens)
+            if memory.loss_tile_tokens is not None:
+                return tiled_head_loss(self.norm(hidden), self.head.weight, targets, step_targets,
+                                       memory.loss_tile_tokens)
+            logits = self._logits(hidden)
+        with memory.scope(LOSS):
+            return step_loss(logits, targets, step_targets)

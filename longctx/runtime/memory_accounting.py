@@ -8,7 +8,9 @@ what the runtime really kept, whatever the checkpointing / offload / tile
 settings. Conventions:
 
 * keys: decoder block index ``0 .. n_layers-1``, ``"embedding"`` (the token
-  embedding) and ``"head"`` (final norm, output head and loss, tiled or not);
+  embedding), ``"head"`` (final norm and output head; with ``loss_tile_tokens``
+  also the tiled loss) and ``"loss"`` (the untiled cross-entropy: its fp32
+  log-softmax ``[n, vocab]`` and the targets; absent with tiles);
 * parameters (and views of them) saved for backward are NOT counted: they are
   parameter bytes, present anyway;
 * a storage saved several times counts once per pass: a resident tensor by its

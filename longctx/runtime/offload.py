@@ -99,6 +99,8 @@ class SavedTensorHooks:
         self._resident: dict[int, weakref.ref] = {}
         #: layer keys in the order their tensors were first unpacked (backward order), for tests and debugging
         self.unpack_order: list[LayerKey] = []
+        #: most layers with copy-outs in flight at once since construction (bounded by layers_in_flight)
+        self.most_layers_in_flight = 0
 
     def offloads(self, layer: LayerKey) -> bool:
         """Whether the tensors `layer` saves go to the host store."""
@@ -134,6 +136,7 @@ class SavedTensorHooks:
             self._pending.append(store)
         while len(self._pending) > self.layers_in_flight:
             self._finish_copy_out(self._pending.pop(0))
+        self.most_layers_in_flight = max(self.most_layers_in_flight, len(self._pending))
 
     def _pack(self, layer: LayerKey, t: torch.Tensor) -> object:
         storage = t.untyped_storage()
