@@ -11,6 +11,8 @@
 #      attention backend and once with sdpa (metrics.jsonl and final_metrics.json kept)
 #   4. longctx bench kernels: triton vs SDPA flash / cuDNN / varlen vs FlexAttention, dense causal and
 #      packed documents, 8K-64K tokens, forward and forward+backward TFLOP/s
+#   5. benchmarks/gpu_memory_check.py: one llama3-8b layer per memory mode (128K) and the default mode (1M),
+#      peak memory, time and copy time hidden vs exposed against the memory model
 # Everything lands in benchmarks/results/gpu/<UTC time>/ with summary.md (step, exit code, seconds).
 set -uo pipefail
 
@@ -68,6 +70,8 @@ step train_sdpa 60 train_one_gpu sdpa
 step bench_kernels 150 python -m longctx.cli bench kernels --sizes 8192,16384,32768,65536 \
     --layouts dense,packed --backends triton,sdpa_flash,sdpa_cudnn,sdpa_varlen,flex --warmup 2 --iters 5 \
     --out "$OUT"
+# issue 14: one llama3-8b layer fwd+bwd per memory mode at 128K and the default mode at 1M vs the memory model
+step memory_check 240 python benchmarks/gpu_memory_check.py --out "$OUT/gpu_memory_check.json"
 
 cat "$SUMMARY"
 echo "results: $OUT"
