@@ -57,6 +57,14 @@ class CostProfile:
         """`base` with the measured link constants in place of its own."""
         return replace(base, **self.links)
 
+    def model_mismatches(self, **shape: int) -> list[str]:
+        """``"field: profiled X, given Y"`` for each CostModel `shape` field (num_layers=..., ...) that differs
+        from the profiled model; none for a profile without provenance (hand-written numbers)."""
+        if not self.provenance:
+            return []
+        return [f"{name}: profiled {getattr(self.cost_model, name)}, given {value}" for name, value in shape.items()
+                if getattr(self.cost_model, name) != value]
+
     def to_dict(self) -> dict:
         return {"format": PROFILE_FORMAT, "cost_model": asdict(self.cost_model), "links": self.links,
                 "not_measured": self.not_measured, "measurements": self.measurements, "provenance": self.provenance}

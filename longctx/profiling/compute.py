@@ -82,6 +82,8 @@ def measure_shapes(model: nn.Module, shapes: Sequence[GroupShape], lengths: Sequ
         for tokens in lengths:
             ms = time_shape(model, shape, tokens, repeats, vocab_size, attention_backend, device, comm_device)
             samples.append(ShapeSample(shape, int(tokens), ms))
+            if dist.get_rank() == 0:
+                print(f"profile: {shape_key(shape)} {tokens} tokens: {ms:.1f} ms", flush=True)
     return samples
 
 

@@ -64,11 +64,12 @@ class ProfileSettings:
 
     @classmethod
     def for_run(cls, run: RunConfig, quick: bool) -> "ProfileSettings":
-        """Lengths from 128 tokens doubling up to ``data.max_doc_tokens`` (quick: 64, 128, 256)."""
-        if quick:
-            return cls(lengths=(64, 128, 256), repeats=1, message_bytes=(4096, 4 << 20), link_repeats=3,
-                       overhead_steps=3)
+        """Lengths from 128 tokens doubling up to ``data.max_doc_tokens`` (quick: three lengths over the same
+        range, 1/8, 1/3 and all of it, one repeat), so the fit never extrapolates past the run's sequences."""
         longest = run.data.max_doc_tokens
+        if quick:
+            return cls(lengths=tuple(sorted({max(longest // 8, 2), max(longest // 3, 3), max(longest, 4)})), repeats=1,
+                       message_bytes=(4096, 4 << 20), link_repeats=3, overhead_steps=3)
         lengths = sorted({*(1 << k for k in range(7, 30) if (1 << k) < longest), longest})
         return cls(lengths=tuple(lengths), repeats=3, message_bytes=(4096, 65536, 1 << 20, 8 << 20), link_repeats=5,
                    overhead_steps=8)

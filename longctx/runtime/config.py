@@ -356,6 +356,28 @@ class RunConfig:
                 f"optim.warmup_steps={self.optim.warmup_steps} exceeds train.steps={self.train.steps}; "
                 "lower the warmup or train longer"
             )
+        if self.parallel.cost_profile is not None:
+            self._check_cost_profile()
+
+    def _check_cost_profile(self) -> None:
+        """ConfigError unless `parallel.cost_profile` reads and (when `longctx profile` wrote it) was
+        measured for this model's shape."""
+        from longctx.scheduler.cost_profile import CostProfile
+        from longctx.scheduler.errors import SchedulerInputError
+
+        path = self.parallel.cost_profile
+        try:
+            profile = CostProfile.load(path)
+        except SchedulerInputError as error:
+            raise ConfigError(f"parallel.cost_profile={path!r}: {error}") from None
+        model = self.model
+        wrong = profile.model_mismatches(num_layers=model.n_layers, num_heads=model.n_heads,
+                                         num_kv_heads=model.n_kv_heads, head_dim=model.head_dim)
+        if wrong:
+            raise ConfigError(
+                f"parallel.cost_profile={path!r} was measured for model {profile.provenance.get('model')!r}, "
+                f"not this run's model {model.name!r} ({'; '.join(wrong)}); run `longctx profile model={model.name}` "
+                "and use its profile")
 
     def check_tokenizer_vocab(self, vocab_size: int) -> None:
         """Error unless the model's vocabulary covers the tokenizer's `vocab_size` ids."""
