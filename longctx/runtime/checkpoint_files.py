@@ -3,9 +3,10 @@
 Layout: ``<output_dir>/checkpoints/step_<N>/`` holds DCP's files plus
 ``checksums.json`` (size and SHA-256 of every other file in the directory),
 written after DCP returns and before the directory is renamed from
-``.tmp-step_<N>``. A checkpoint is *complete* when it has ``.metadata`` and
-``checksums.json``; it is *good* when every listed file is present with its
-size and digest and no unlisted file is there. A bad one is renamed to
+``.tmp-step_<N>``. A checkpoint is *complete* when it has ``.metadata`` (DCP
+writes it last); it is *good* when its ``checksums.json`` lists every file
+present, with its size and digest (a ``step_<N>`` without one was not written
+by this code: it is reported, not trusted). A bad one is renamed to
 ``corrupt-step_<N>`` (kept for inspection, never loaded, never pruned).
 """
 from __future__ import annotations
@@ -38,9 +39,8 @@ def step_dirs(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 
 
 def complete_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """The complete checkpoints (``.metadata`` and ``checksums.json`` present), newest first."""
-    return [(step, path) for step, path in reversed(step_dirs(output_dir))
-            if (path / METADATA).is_file() and (path / CHECKSUMS).is_file()]
+    """The complete checkpoints (``.metadata`` present), newest first."""
+    return [(step, path) for step, path in reversed(step_dirs(output_dir)) if (path / METADATA).is_file()]
 
 
 def checkpoint_data_files(directory: Path) -> list[str]:
@@ -66,6 +66,8 @@ def write_checksums(directory: Path, digests: dict[str, dict]) -> None:
 
 def expected_digests(directory: Path) -> dict[str, dict] | str:
     """The recorded digests of `directory`, or a sentence saying why they cannot be read."""
+    if not (directory / CHECKSUMS).exists():
+        return f"it has no {CHECKSUMS}, so its files cannot be verified (written by an older longctx?)"
     try:
         recorded = json.loads((directory / CHECKSUMS).read_text())
     except (OSError, ValueError) as error:

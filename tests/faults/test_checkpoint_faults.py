@@ -68,3 +68,11 @@ def test_missing_or_extra_files_make_a_checkpoint_bad(gloo_pool, tmp_path):
     (root / "step_2" / "stray.bin").write_bytes(b"x")
     path, messages, step, _ = pool.run(checkpoint_cases.resume, str(tmp_path))[0]
     assert step == 1 and "is missing (1 missing)" in messages[0] and "file stray.bin is not in" in messages[1]
+
+
+def test_a_checkpoint_without_checksums_is_reported_not_trusted(gloo_pool, tmp_path):
+    pool = gloo_pool(2)
+    pool.run(checkpoint_cases.save_steps, str(tmp_path), [1, 2], 0)
+    (tmp_path / "checkpoints" / "step_2" / CHECKSUMS).unlink()
+    path, messages, step, _ = pool.run(checkpoint_cases.resume, str(tmp_path))[0]
+    assert step == 1 and f"it has no {CHECKSUMS}, so its files cannot be verified" in messages[0]
