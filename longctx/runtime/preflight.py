@@ -20,13 +20,15 @@ from longctx.runtime.run_lock import RunLock
 
 def check_inputs_readable(run: RunConfig) -> None:
     """ConfigError unless the dataset files can be opened and the cost profile builds the planner's inputs."""
-    if run.data.path is not None:
-        for name in (run.data.path + ".bin", run.data.path + ".idx"):
+    prefixes = [("data.path", run.data.path)]
+    prefixes += [(f"data.sources[{i}].path", source.path) for i, source in enumerate(run.data.sources)]
+    for where, prefix in prefixes:
+        for name in ([] if prefix is None else [prefix + ".bin", prefix + ".idx"]):
             try:
                 with open(name, "rb") as handle:
                     handle.read(1)
             except OSError as error:
-                raise ConfigError(f"data.path={run.data.path!r}: {name} cannot be read ({error.strerror}); "
+                raise ConfigError(f"{where}={prefix!r}: {name} cannot be read ({error.strerror}); "
                                   "give a dataset this user can read") from None
     if run.parallel.cost_profile is not None:
         from longctx.runtime.step_source import planning_setup
