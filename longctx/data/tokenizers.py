@@ -81,8 +81,9 @@ class HuggingFaceTokenizer:
       nothing (GPT-2, Qwen2). ``tokenizer_config.json``'s ``add_bos_token``,
       when present, overrides the post-processor.
 
-    ``name`` is the directory's name plus a hash of ``tokenizer.json``, so two
-    different tokenizers never share a cached dataset.
+    ``name`` is the directory's name plus a hash of ``tokenizer.json`` and the
+    BOS/EOS ids, so two tokenizers that tokenize differently never share a
+    cached dataset.
     """
 
     def __init__(self, directory: str | os.PathLike, display_name: str | None = None) -> None:
@@ -93,10 +94,11 @@ class HuggingFaceTokenizer:
         self._backend = BackendTokenizer.from_str(data.decode("utf-8"))
         settings = _special_token_settings(directory)
         self.directory = str(directory)
-        self.name = f"{display_name or directory.name}-{hashlib.sha256(data).hexdigest()[:10]}"
         self.vocab_size = int(self._backend.get_vocab_size(with_added_tokens=True))
         self.eod_id = self._special_id(settings.get("eos_token"), "eos_token", directory)
         self.bos_id = self._bos_id(settings, directory)
+        digest = hashlib.sha256(data + f"\0bos={self.bos_id}\0eod={self.eod_id}".encode()).hexdigest()[:10]
+        self.name = f"{display_name or directory.name}-{digest}"
 
     def _special_id(self, token: str | None, field: str, directory: Path) -> int:
         if token is None:
