@@ -135,13 +135,21 @@ class Cluster:
 def load_mapping(path: str | Path, what: str) -> dict:
     """Read a YAML or JSON file holding one mapping; errors name the file."""
     path = Path(path)
+    if path.is_dir():
+        raise SchedulerInputError(f"{what} file {str(path)!r} is a directory; give a YAML or JSON file")
     if not path.is_file():
         raise SchedulerInputError(f"{what} file {str(path)!r} does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise SchedulerInputError(f"{what} file {str(path)!r} is not UTF-8 text (offset {err.start})") from None
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise SchedulerInputError(f"{what} file {str(path)!r} is not valid YAML: {' '.join(str(err).split())}") from None
     else:
         try:
             data = json.loads(text)

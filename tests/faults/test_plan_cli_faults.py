@@ -82,3 +82,20 @@ def test_out_is_checked_before_solving(tmp_path, capsys, solver_calls):
     assert solver_calls == []
     code, err = _run(tmp_path, capsys, lengths, str(tmp_path / "new" / "plan.json"))
     assert code == 0 and len(solver_calls) == 1 and (tmp_path / "new" / "plan.json").is_file(), err
+
+
+@pytest.mark.parametrize("option", ["--cluster", "--cost-profile"])
+@pytest.mark.parametrize("content, message", [
+    (b"{ this is: [not yaml", "is not valid YAML: while parsing a flow sequence"),
+    (b"ranks: \xff\n", "is not UTF-8 text (offset 7)"),
+    (None, "is a directory; give a YAML or JSON file"),
+])
+def test_bad_cluster_and_cost_profile_files_are_one_line_exit_2(tmp_path, capsys, solver_calls, option, content,
+                                                                message):
+    path = tmp_path / "input.yaml"
+    path.mkdir() if content is None else path.write_bytes(content)
+    code = _exit_code(["--lengths", str(_lengths_file(tmp_path, b"100\n")), option, str(path), "--out",
+                       str(tmp_path / "plan.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert solver_calls == []
