@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from longctx.scheduler import Cluster, CostModel, lower_bound_ms, plan_step, simulate
+from longctx.scheduler import Cluster, CostModel, lower_bound_ms, plan_step
 from longctx.scheduler.cost_model import GroupShape
 from longctx.scheduler.moldable import DENSE_NODES, node_counts, place_moldable
 from longctx.scheduler.workloads import document_stream, pack_steps
+from tests.reference.step_time import independent_step_time_ms
 
 MODEL = CostModel()
 
@@ -48,7 +49,7 @@ def test_a_job_that_cannot_meet_the_target_takes_the_earliest_end():
     assert np.allclose(grid[1:], 1000.0 / 3) and np.allclose(grid[0], 100.0)
 
 
-def test_longmix_plan_with_moldable_groups_is_valid_deterministic_and_timed_like_the_simulator():
+def test_longmix_plan_with_moldable_groups_is_valid_deterministic_and_timed_like_the_independent_evaluation():
     cluster = Cluster(512)
     budget = 16384 * 512
     lengths = pack_steps(document_stream("longmix", 0), budget, 1,
@@ -56,8 +57,8 @@ def test_longmix_plan_with_moldable_groups_is_valid_deterministic_and_timed_like
     plan = plan_step(lengths, cluster, method="greedy", time_limit_s=None)  # deterministic
     assert any("moldable" in note for note in plan.notes), plan.notes
     plan.validate(MODEL.max_tokens_per_rank(cluster), cluster.ranks_per_node)
-    simulated = simulate(plan, cluster, MODEL).step_time_ms
-    assert simulated == pytest.approx(plan.predicted_step_time_ms, rel=1e-9)
-    assert lower_bound_ms(lengths, cluster, MODEL) <= simulated
+    evaluated = independent_step_time_ms(plan, cluster, MODEL)
+    assert plan.predicted_step_time_ms == pytest.approx(evaluated, rel=1e-9)
+    assert lower_bound_ms(lengths, cluster, MODEL) <= evaluated
     again = plan_step(lengths, cluster, method="greedy", time_limit_s=None)
     assert again.waves == plan.waves
