@@ -13,11 +13,14 @@ Modules, one job each:
 - `lower_bound`  a relaxation no plan can beat; input checks on lengths
 - `greedy`       shape choice per target time + list scheduling into waves
 - `milp`         compact PuLP model choosing shapes per length bucket (HiGHS / CBC)
-- `planner`      plan_step: bound, greedy, MILP, ring-only greedy; keeps the fastest
+- `moldable`     whole-node jobs that pick their node count as they are placed
+- `longdoc`      column MILP: long documents' node counts jointly with the tail's room
+- `budget`       the wall-clock budget of one plan_step, preparation included
+- `planner`      plan_step: static + peer plans, greedy, MILPs, moldable; keeps the fastest
 - `simulator`    times any plan under the cost model
 - `static`       static DP x CP plans (arrival / balanced), best over CP sizes
 - `baselines`    FlexSP-style and ByteScale-style re-implementations
-- `workloads`    length samplers (web long-tail, long-context mix), lengths files, step packing
+- `workloads`    length samplers (web long-tail, long-context mix), long-document steps, lengths files, packing
 - `cli`          `longctx plan`
 """
 from longctx.scheduler.baselines import bytescale_plan, flexsp_plan
