@@ -7,8 +7,8 @@ the block without recording a graph and saves for backward:
 * selective: `x`, the attention output in the attention's own layout (`[n', Hq', D]`,
   after Ulysses' all-to-all when the group uses one) and its log-sum-exp.
 
-Its backward re-runs the block's forward with gradients from `x` and
-back-propagates through it. Full recomputes attention too (and so repeats its
+Its backward re-runs the block's forward (in the forward's autocast state)
+with gradients from `x` and back-propagates through it. Full recomputes attention too (and so repeats its
 communication); selective replays the kept output and log-sum-exp instead of
 the attention forward (`_ReplayedAttention`: only the cheap projections, norms,
 RoPE and MLP are recomputed, plus Ulysses' all-to-all of q/k/v when the group
@@ -29,6 +29,7 @@ from torch import nn
 
 from longctx.attention import HybridPlan, run_planned
 from longctx.attention.hybrid import HybridAttention
+from longctx.model.autocast_state import capture, replay
 
 
 def _same(tensor: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,7 @@ class _CheckpointedBlock(torch.autograd.Function):
     def forward(ctx, x, call: _BlockCall, *params):
         kept: list[torch.Tensor] = []
         out = call.run(x, _capturing(kept) if call.selective else run_planned)
-        ctx.call = call
+        ctx.call, ctx.autocast = call, capture(x.device)
         ctx.save_for_backward(x, *kept)
         return out
 
@@ -109,7 +110,7 @@ class _CheckpointedBlock(torch.autograd.Function):
         call = ctx.call
         params = list(call.block.parameters())
         wanted_params = [p for p, needed in zip(params, ctx.needs_input_grad[2:]) if needed]
-        with torch.enable_grad():
+        with torch.enable_grad(), replay(ctx.autocast):
             x_leaf = x.detach().requires_grad_()
             out = call.run(x_leaf, _replaying(*kept) if kept else run_planned)
             grads = torch.autograd.grad(out, [x_leaf, *wanted_params], grad_out, allow_unused=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from longctx.model.autocast_state import capture, replay
 from longctx.model.layers import at_least_fp32
 from longctx.model.loss import step_loss
 from longctx.model.tiled_mlp import token_tiles
@@ -30,7 +31,7 @@ class _TiledHeadLoss(torch.autograd.Function):
         for tile in token_tiles(hidden.shape[0], tile_tokens):
             total += _tile_loss(hidden[tile], weight, targets[tile], step_targets)
         ctx.save_for_backward(hidden, weight, targets)
-        ctx.step_targets, ctx.tile_tokens = step_targets, tile_tokens
+        ctx.step_targets, ctx.tile_tokens, ctx.autocast = step_targets, tile_tokens, capture(hidden.device)
         return total
 
     @staticmethod
@@ -40,7 +41,7 @@ class _TiledHeadLoss(torch.autograd.Function):
         grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
         weight_leaf = weight.detach().requires_grad_(grad_weight is not None)
         for tile in token_tiles(hidden.shape[0], ctx.tile_tokens):
-            with torch.enable_grad():
+            with torch.enable_grad(), replay(ctx.autocast):
                 hidden_tile = hidden[tile].detach().requires_grad_(grad_hidden is not None)
                 wanted = [t for t in (hidden_tile, weight_leaf) if t.requires_grad]
                 loss = _tile_loss(hidden_tile, weight_leaf, targets[tile], ctx.step_targets)

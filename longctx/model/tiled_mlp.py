@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from longctx.model.autocast_state import capture, replay
 from longctx.model.layers import SwiGLU, swiglu
 
 
@@ -27,11 +28,14 @@ class _TiledSwiGLU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, tile_tokens: int, gate, up, down):
-        out = x.new_empty(x.shape[0], down.shape[0])
+        out = x.new_empty(0, down.shape[0])
         for tile in token_tiles(x.shape[0], tile_tokens):
-            out[tile] = swiglu(x[tile], gate, up, down)
+            part = swiglu(x[tile], gate, up, down)
+            if tile.start == 0:  # in the dtype autocast gives the MLP's output
+                out = part.new_empty(x.shape[0], part.shape[1])
+            out[tile] = part
         ctx.save_for_backward(x, gate, up, down)
-        ctx.tile_tokens = tile_tokens
+        ctx.tile_tokens, ctx.autocast = tile_tokens, capture(x.device)
         return out
 
     @staticmethod
@@ -41,7 +45,7 @@ class _TiledSwiGLU(torch.autograd.Function):
         grad_weights = [torch.zeros_like(w) if ctx.needs_input_grad[2 + i] else None for i, w in enumerate(weights)]
         leaves = [w.detach().requires_grad_(needed is not None) for w, needed in zip(weights, grad_weights)]
         for tile in token_tiles(x.shape[0], ctx.tile_tokens):
-            with torch.enable_grad():
+            with torch.enable_grad(), replay(ctx.autocast):
                 x_tile = x[tile].detach().requires_grad_(grad_x is not None)
                 wanted = [t for t in (x_tile, *leaves) if t.requires_grad]
                 grads = iter(torch.autograd.grad(swiglu(x_tile, *leaves), wanted, grad_out[tile]))
