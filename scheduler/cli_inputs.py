@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.input_files import read_text_file
 
 INT64_MAX = 2**63 - 1
 _DECIMAL = re.compile(r"[0-9]+", re.ASCII)
@@ -70,19 +71,8 @@ def finite_arg(minimum: float, inclusive: bool) -> Callable[[str], float]:
 
 def read_lengths_file(path: str | Path) -> list[int]:
     """Lengths from a UTF-8 text file, one positive whole number per line (blank lines and # comments skipped)."""
-    path = Path(path)
     where = f"lengths file {str(path)!r}"
-    if path.is_dir():
-        raise SchedulerInputError(f"{where} is a directory; give a text file with one length per line")
-    if not path.exists():
-        raise SchedulerInputError(f"{where} does not exist")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise SchedulerInputError(f"{where} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset "
-                                  f"{error.start}); write one decimal length per line") from None
-    except OSError as error:
-        raise SchedulerInputError(f"{where} cannot be read ({error.strerror})") from None
+    text = read_text_file(path, "lengths file", "a UTF-8 text file with one length per line")
     lengths = []
     for number, line in enumerate(text.splitlines(), start=1):
         entry = line.split("#", 1)[0].strip()

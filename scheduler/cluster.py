@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.input_files import read_text_file
 
 
 def _default_alltoall_intra() -> dict[int, float]:
@@ -135,14 +136,7 @@ class Cluster:
 def load_mapping(path: str | Path, what: str) -> dict:
     """Read a YAML or JSON file holding one mapping; errors name the file."""
     path = Path(path)
-    if path.is_dir():
-        raise SchedulerInputError(f"{what} file {str(path)!r} is a directory; give a YAML or JSON file")
-    if not path.is_file():
-        raise SchedulerInputError(f"{what} file {str(path)!r} does not exist")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise SchedulerInputError(f"{what} file {str(path)!r} is not UTF-8 text (offset {err.start})") from None
+    text = read_text_file(path, f"{what} file", "a YAML or JSON file")
     if path.suffix in (".yaml", ".yml"):
         import yaml
 

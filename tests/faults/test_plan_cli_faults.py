@@ -87,7 +87,7 @@ def test_out_is_checked_before_solving(tmp_path, capsys, solver_calls):
 @pytest.mark.parametrize("option", ["--cluster", "--cost-profile"])
 @pytest.mark.parametrize("content, message", [
     (b"{ this is: [not yaml", "is not valid YAML: while parsing a flow sequence"),
-    (b"ranks: \xff\n", "is not UTF-8 text (offset 7)"),
+    (b"ranks: \xff\n", "is not UTF-8 text (byte 0xff at offset 7)"),
     (None, "is a directory; give a YAML or JSON file"),
 ])
 def test_bad_cluster_and_cost_profile_files_are_one_line_exit_2(tmp_path, capsys, solver_calls, option, content,
