@@ -12,6 +12,7 @@ output directory itself.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from longctx.runtime.config import ConfigError, RunConfig
 from longctx.runtime.run_dir import check_output_dir, prepare_run_dir
@@ -41,19 +42,19 @@ def check_inputs_readable(run: RunConfig) -> None:
                               "give a profile written by `longctx profile`, or null for the default") from None
 
 
-def claim_run_dir(run: RunConfig) -> tuple[RunLock, list[str]]:
-    """Check everything above, take the run directory's lock and prepare the directory.
-
-    Returns the held lock (release it when the run ends) and messages for the user.
-    """
+def claim_run_dir(run: RunConfig, say: Callable[[str], None]) -> RunLock:
+    """Check everything above, take the run directory's lock and prepare the directory; `say` gets each
+    message for the user as it happens. Returns the held lock (release it when the run ends)."""
     check_output_dir(run.train.output_dir)
     check_inputs_readable(run)
     lock = RunLock(Path(run.train.output_dir))
     stale = lock.acquire()
-    messages = [f"took over a stale lock of {stale.describe()}: that run ended without releasing it"] if stale else []
+    if stale:
+        say(f"took over a stale lock of {stale.describe()}: that run ended without releasing it")
     try:
-        messages += prepare_run_dir(run)
+        for message in prepare_run_dir(run):
+            say(message)
     except BaseException:
         lock.release()
         raise
-    return lock, messages
+    return lock

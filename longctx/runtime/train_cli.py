@@ -92,9 +92,7 @@ def main(argv: list[str]) -> int:
     try:
         run = compose_run_config(argv)
         if not under_torchrun() or os.environ["RANK"] == "0":
-            lock, messages = claim_run_dir(run)
-            for message in messages:
-                print(f"longctx train: {message}", flush=True)
+            lock = claim_run_dir(run, say=lambda message: print(f"longctx train: {message}", flush=True))
     except (ConfigError, ModelConfigError, RunDirLockedError) as error:
         print(f"longctx train: {error}", file=sys.stderr)
         return 2

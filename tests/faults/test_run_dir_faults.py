@@ -68,6 +68,16 @@ def test_a_stale_lock_is_taken_over_and_reported(tmp_path, lock_holder):
     assert not (tmp_path / LOCK_FILE).exists()
 
 
+def test_a_stale_lock_is_reported_by_longctx_train(tmp_path, lock_holder, capsys):
+    holder = lock_holder(tmp_path)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    _fake_checkpoint(tmp_path, 2)  # stop the run after the lock (resume=never refuses the directory)
+    code, out, err = _main(capsys, tiny_overrides(NO_DATASET, tmp_path, "train.resume=never"))
+    assert code == 2 and "holds checkpoints of an earlier run" in _one_line(err)
+    assert out.startswith(f"longctx train: took over a stale lock of pid {holder.pid} on host {socket.gethostname()}")
+
+
 def test_resume_never_into_a_directory_with_checkpoints_is_refused(tmp_path, capsys):
     _fake_checkpoint(tmp_path, 2)
     code, _, err = _main(capsys, tiny_overrides(NO_DATASET, tmp_path, "train.resume=never"))
