@@ -38,6 +38,10 @@ def _choice(where: str, value: Any, choices: tuple) -> None:
         raise ConfigError(f"{where}={value!r} is not supported; choose one of {list(choices)}")
 
 
+#: the registry of `longctx.attention.backends` (named here so the config stays torch-free; a test keeps them equal)
+ATTENTION_BACKENDS = ("reference", "triton", "sdpa", "flash_attn")
+
+
 @dataclass
 class ParallelConfig:
     """How the ranks are started and how each step's mesh is chosen."""
@@ -72,7 +76,8 @@ class ParallelConfig:
     cost_profile: str | None = None
     #: REMOVED, kept only to point old configs at its replacement: use memory.offload (none|checkpoints|all)
     offload_activations: bool | None = None
-    #: local attention kernel ("auto", "reference", "sdpa", "flash_attn", "triton")
+    #: local attention kernel: "auto" (on CUDA the fastest present for the compute dtype, else reference)
+    #: or one of ATTENTION_BACKENDS by name
     attention_backend: str = "auto"
     #: peak dense FLOP/s per rank in TFLOP/s for MFU (989 = H100 SXM bf16 dense)
     peak_tflops_per_rank: float = 989.0
@@ -96,6 +101,7 @@ class ParallelConfig:
             raise ConfigError(f"parallel.cost_profile={self.cost_profile!r} is not a file; give a profile written "
                               "by CostModel.to_profile, or null for the default cost model")
         _positive_number("parallel.peak_tflops_per_rank", self.peak_tflops_per_rank)
+        _choice("parallel.attention_backend", self.attention_backend, ("auto", *ATTENTION_BACKENDS))
         if self.offload_activations is not None:
             raise ConfigError(
                 f"parallel.offload_activations={self.offload_activations!r} was replaced by the memory group: "
@@ -358,6 +364,9 @@ class RunConfig:
             )
         if self.parallel.cost_profile is not None:
             self._check_cost_profile()
+        from longctx.runtime.memory_check import check_step_fits
+
+        check_step_fits(self)  # the memory model: the longest sequence fits the ranks' memory
 
     def _check_cost_profile(self) -> None:
         """ConfigError unless `parallel.cost_profile` reads and (when `longctx profile` wrote it) was

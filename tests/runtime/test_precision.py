@@ -91,3 +91,15 @@ def test_auto_is_bf16_on_cuda_and_fp32_on_cpu():
 def test_unknown_precision_is_a_config_error_naming_the_field(tiny_dataset, tmp_path):
     with pytest.raises(ConfigError, match=r"train.precision='fp16'"):
         tiny_run(tiny_dataset, tmp_path, "train.precision=fp16")
+
+
+def test_config_names_every_registered_attention_backend():
+    from longctx.attention.backends import backend_names
+    from longctx.runtime.config import ATTENTION_BACKENDS
+
+    assert ATTENTION_BACKENDS == backend_names()
+
+
+def test_unknown_attention_backend_is_a_config_error(tiny_dataset, tmp_path):
+    with pytest.raises(ConfigError, match=r"parallel.attention_backend='flash'"):
+        tiny_run(tiny_dataset, tmp_path, "parallel.attention_backend=flash")
