@@ -93,6 +93,12 @@ def static_plan(lengths, cluster: Cluster, *, cp: int, kind: str = "ring", order
     return plan
 
 
+def _times_ms(lengths: np.ndarray, shape, cluster: Cluster, cost_model: CostModel) -> np.ndarray:
+    """[sequences] time (ms) of each sequence on `shape`, evaluated once per distinct length."""
+    distinct, inverse = np.unique(lengths, return_inverse=True)
+    return cost_model.time_ms(distinct, shape, cluster)[inverse]
+
+
 def _static_plan(lengths: np.ndarray, cluster: Cluster, cp: int, kind: str, order: str, cost_model: CostModel,
                  bound: float) -> Plan:
     """`static_plan` on checked input: `lengths` [sequences] int64 tokens, `bound` ms."""
@@ -101,7 +107,7 @@ def _static_plan(lengths: np.ndarray, cluster: Cluster, cp: int, kind: str, orde
     if order == "arrival":
         members = _arrival_members(lengths, dp)
     else:
-        members = _balanced_members(cost_model.time_ms(lengths, shape, cluster), dp)
+        members = _balanced_members(_times_ms(lengths, shape, cluster, cost_model), dp)
     groups = [PlanGroup(list(range(g * cp, (g + 1) * cp)), shape.kind, shape.ulysses_degree, sorted(members[g]))
               for g in range(dp) if members[g]]
     plan = Plan(cluster.num_ranks, lengths.tolist(), [PlanWave(groups)], f"static-{order}-cp{cp}")
@@ -118,10 +124,14 @@ def static_cp_sizes(cluster: Cluster, longest: int, cost_model: CostModel) -> li
             if cluster.num_ranks % cp == 0 and (rpn % cp == 0 if cp <= rpn else cp % rpn == 0)]
 
 
-def static_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, cp: int) -> float:
-    """No static plan with this CP size is faster: max(longest sequence, total time / dp), ms."""
-    times = cost_model.time_ms(lengths, _shape(cp, "ring"), cluster)
-    return float(max(times.max(initial=0.0), times.sum() / (cluster.num_ranks // cp)))
+def static_bound_ms(distinct: np.ndarray, counts: np.ndarray, cluster: Cluster, cost_model: CostModel,
+                    cp: int) -> float:
+    """No static plan with this CP size is faster: max(longest sequence, total time / dp), ms.
+
+    `distinct` [lengths] tokens and `counts` [lengths]: the step's distinct lengths and how often each occurs.
+    """
+    times = cost_model.time_ms(distinct, _shape(cp, "ring"), cluster)
+    return float(max(times.max(initial=0.0), (times * counts).sum() / (cluster.num_ranks // cp)))
 
 
 def best_static_plan(lengths, cluster: Cluster, *, order: str, cost_model: CostModel | None = None,
@@ -141,7 +151,8 @@ def best_static_plan(lengths, cluster: Cluster, *, order: str, cost_model: CostM
 def best_static_checked(s: np.ndarray, cluster: Cluster, cost_model: CostModel, bound: float, order: str) -> Plan:
     """`best_static_plan` on checked input: `s` [sequences] int64 tokens, `bound` ms."""
     sizes = static_cp_sizes(cluster, int(s.max(initial=0)), cost_model)
-    by_bound = sorted((static_bound_ms(s, cluster, cost_model, cp), cp) for cp in sizes)
+    distinct, counts = np.unique(s, return_counts=True)
+    by_bound = sorted((static_bound_ms(distinct, counts, cluster, cost_model, cp), cp) for cp in sizes)
     best, tried = None, []
     for floor, cp in by_bound:
         if best is not None and (floor, cp) > (best.predicted_step_time_ms, len(best.waves[0].groups[0].ranks)):
