@@ -9,27 +9,30 @@ the jobs share the nodes, for a target step time M (ms):
 - jobs: the sequences that `start` (the plan to improve) runs on whole-node
   groups, bucketed by length (ratio `BUCKET_RATIO`; a bucket's time is its
   longest member's, so the model holds for every member);
-- a column is k whole nodes running q jobs one after another, each taking
-  at most M/q on k nodes, so any q of them fit in M; per bucket b and q in
-  1..`MAX_PER_COLUMN` the width is the fewest nodes k_q(b) (`moldable.node_counts`)
-  on which the bucket takes at most M/q (fastest kind on k nodes,
-  `moldable.node_time_table`);
-- integer ``n[b,q]``: jobs of bucket b in q-columns (sum_q n[b,q] = bucket size);
-  integer ``c[k,q]``: q-columns of k nodes, ``q*c[k,q] >= sum of n[b,q] with k_q(b)=k``;
-- nodes: ``sum k*c[k,q] <= nodes``;
-- area: ``rpn * sum n[b,q]*k_q(b)*t[b,k_q(b)] + tail work <= ranks * M``, the
+- a column is k whole nodes running a few jobs one after another; its
+  pattern (`PATTERNS`, e.g. (1/2, 1/4, 1/4)) gives each slot a fraction f of M,
+  and the fractions sum to at most 1, so any jobs that fit their slots fit in M;
+- per bucket b and fraction f the width is the fewest nodes k_f(b)
+  (`moldable.node_counts`) on which the bucket takes at most f*M (fastest kind
+  on k nodes, `moldable.node_time_table`);
+- integer ``n[b,f]``: jobs of bucket b in f-slots (sum_f n[b,f] = bucket size);
+  integer ``c[k,p]``: columns of k nodes with pattern p; per k and f the slots
+  cover the jobs: ``sum_p count_p(f) * c[k,p] >= sum of n[b,f] with k_f(b) = k``;
+- nodes: ``sum k*c[k,p] <= nodes``;
+- area: ``rpn * sum n[b,f]*k_f(b)*t[b,k_f(b)] + tail work <= ranks * M``, the
   tail work being everything `start` runs inside one node (rank-ms), which
   fills the columns' spare time and the free nodes;
 - objective: least node-ms of the long jobs (the most room for the tail), then
   fewest columns.
 
 Targets M are tried at `TARGET_FACTORS` times the lower bound, smallest first;
-the first `BUILT_TARGETS` feasible ones become schedules: each (k, q) class's
-jobs, longest first, fill q-columns on consecutive nodes, then `start`'s
+the first `BUILT_TARGETS` feasible ones become schedules: every column's
+jobs run one after another on k consecutive nodes, then `start`'s
 in-node groups and local sequences go onto the ranks that free up first (the
 greedy's `list_schedule`). The fastest schedule is returned when it beats
-`start`. The model is small (a few integers per bucket), so it solves to
-optimality well inside the node limit. Deterministic: single-threaded
+`start`. The model is small (a few integers per bucket and per width), so it
+usually solves to optimality inside the node limit. It is not warm-started:
+the greedy's node counts rarely fit the slot fractions. Deterministic: single-threaded
 HiGHS/CBC with a node limit (`milp.MILP_NODE_LIMIT`), fixed seed, ties by index.
 """
 from __future__ import annotations
@@ -148,6 +151,8 @@ def solve_columns(times: np.ndarray, counts: np.ndarray, buckets: list[np.ndarra
             slots = [queues[(row, f)].pop(0) for f in PATTERNS[p] if queues.get((row, f))]
             if slots:
                 out.setdefault((row, p), []).append(slots)
+    if any(queues.values()):  # integrality tolerance left a job without a slot: no plan from this target
+        return None
     return out, limit_status(prob, solver, "optimal")
 
 
