@@ -104,3 +104,15 @@ def test_trained_bpe_is_built_once_under_concurrency_and_is_deterministic(tmp_pa
 def test_too_small_bpe_vocabulary_is_a_clear_error():
     with pytest.raises(ValueError, match="needs at least 257"):
         load_tokenizer("bpe-100")
+
+
+def test_a_repository_in_the_local_hugging_face_cache_loads_without_download(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--acme--tiny-llama" / "snapshots" / "0123abcd"
+    write_hf_tokenizer(snapshot, config={"eos_token": "</s>"})
+    (tmp_path / "hub" / "models--acme--tiny-llama" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--tiny-llama" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tokenizer = load_tokenizer("acme/tiny-llama")
+    assert tokenizer.directory == str(snapshot) and tokenizer.decode(tokenizer.encode(TEXT)) == TEXT
