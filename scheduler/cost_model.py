@@ -28,7 +28,10 @@ Time of a sequence of ``s`` tokens on a group of ``d`` ranks (ms):
   formula over r steps on K/V shards of ``s/r`` tokens and ``1/u`` of the heads,
   plus the Ulysses all-to-alls over u ranks inside the node.
 
-Memory: activations take ``activation_bytes_per_token*(1 - offload_fraction)``
+Memory: with ``memory_model`` set (the runtime sets it from the run's
+``memory.*``, see `longctx.scheduler.memory_model`), a rank holds as many
+tokens as that model's peak fits in ``memory_per_rank_gb``. Without it (the
+planner's own default): activations take ``activation_bytes_per_token*(1 - offload_fraction)``
 bytes per token, split evenly over the group; model states (weights, grads,
 Adam) take ``state_bytes_per_param*num_params`` bytes sharded over the whole
 world (FSDP); ``reserved_gb`` per rank is kept free. A group's sequences run one
@@ -57,9 +60,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -124,11 +128,14 @@ class CostModel:
     step_overhead_ms: float = 0.0  #: per-step time outside the waves (grad sync, optimizer), ms
     #: shape key -> measured [a ms, b ms/token, c ms/token^2]; replaces the formulas for that shape
     measured_shapes: dict = field(default_factory=dict, hash=False)
+    #: the run's `memory_model.MemoryModel`: when set, it alone gives the per-rank token capacity (the
+    #: fields activation_bytes_per_token, offload_fraction, num_params, state_bytes_per_param are unused)
+    memory_model: Any = field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "measured_shapes", _checked_fits(self.measured_shapes))
         for f in fields(self):
-            if f.name == "measured_shapes":
+            if f.name in ("measured_shapes", "memory_model"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -149,6 +156,8 @@ class CostModel:
     # ---- memory ---------------------------------------------------------------------------
     def max_tokens_per_rank(self, cluster: Cluster) -> int:
         """Most activation tokens one rank holds after model states and the reserve."""
+        if self.memory_model is not None:
+            return _memory_model_capacity(self.memory_model, cluster)
         states_gb = self.state_bytes_per_param * self.num_params / cluster.num_ranks / 1e9
         free_bytes = (cluster.memory_per_rank_gb - states_gb - self.reserved_gb) * 1e9
         if free_bytes <= 0:
@@ -220,7 +229,9 @@ class CostModel:
 
     # ---- files --------------------------------------------------------------------------
     def to_profile(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        profile = asdict(replace(self, memory_model=None))
+        del profile["memory_model"]
+        Path(path).write_text(json.dumps(profile, indent=2) + "\n")
 
     @classmethod
     def from_dict(cls, data: dict, where: str) -> "CostModel":
@@ -238,6 +249,20 @@ class CostModel:
         if isinstance(data.get("cost_model"), dict):
             return cls.from_dict(data["cost_model"], f"cost profile {str(path)!r} cost_model")
         return cls.from_dict(data, f"cost-model profile {str(path)!r}")
+
+
+def _memory_model_capacity(memory_model: Any, cluster: Cluster) -> int:
+    """The memory model's tokens per rank on `cluster`'s world and device memory; error when none fit."""
+    model = replace(memory_model, world_size=cluster.num_ranks)
+    capacity = model.max_tokens_per_rank(cluster.memory_per_rank_gb * 1e9)
+    if capacity < 1:
+        fixed = model.breakdown(0)
+        raise SchedulerInputError(
+            f"Cluster.memory_per_rank_gb={cluster.memory_per_rank_gb}: the step's fixed memory "
+            f"({fixed.peak_bytes / 1e9:.1f} GB/rank: " + ", ".join(f"{k} {v / 1e9:.1f}" for k, v in fixed.device.items())
+            + " GB) leaves no room for one token; shard or offload the optimizer (memory.optimizer_*), "
+            "or use more memory per rank")
+    return capacity
 
 
 def shape_key(shape: GroupShape) -> str:

@@ -7,8 +7,10 @@ n_kv_heads * head_dim, L = layers, P = parameters.
 
 What the runtime keeps (`longctx.runtime`, `longctx.model`), and so what is counted:
 
-* model states: fp32 parameters, replicated (ZeRO-1/2 shard optimizer states,
-  not parameters); fp32 gradients accumulated locally over the step (ranks run
+* model states: parameters replicated (ZeRO-1/2 shard optimizer states, not
+  parameters): fp32, or bf16 under bf16 precision when the optimizer is
+  sharded or offloaded (its fp32 masters live elsewhere, see
+  `longctx.runtime.zero`); gradients in the same dtype, accumulated locally over the step (ranks run
   different micro-batches, so they are reduced once at its end: full size on
   every rank during backward whatever the sharding); AdamW moments — with
   ``optimizer_sharding=none`` and no offload the parameters are the master
@@ -121,6 +123,11 @@ class MemoryModel:
         return 2 if self.precision == "bf16" else FP32
 
     @property
+    def residual_bytes(self) -> int:
+        """Bytes of one element of the residual stream: the embedding's dtype, i.e. the device weights'."""
+        return self.matmul_bytes if self._sharded_path() else FP32
+
+    @property
     def shards(self) -> int:
         return 1 if self.settings.optimizer_sharding == "none" else self.world_size
 
@@ -141,7 +148,8 @@ class MemoryModel:
     def state_bytes(self) -> dict[str, dict[str, float]]:
         """{"device": {...}, "host": {...}} bytes of parameters, gradients and optimizer states."""
         p = self.shape.num_parameters()
-        device = {"parameters": FP32 * p, "gradients": FP32 * p}
+        weights = self.residual_bytes  # bf16 next to fp32 masters elsewhere, or the fp32 masters themselves
+        device = {"parameters": weights * p, "gradients": weights * p}
         host: dict[str, float] = {}
         if not self._sharded_path():
             device["optimizer states"] = 2 * FP32 * p
@@ -151,32 +159,37 @@ class MemoryModel:
         return {"device": device, "host": host}
 
     # ---- saved activations ------------------------------------------------------------------
+    def _linear_inputs(self) -> tuple[float, float]:
+        """Bytes per token the attention's q/k/v linears and the MLP keep of their input (a norm's output)."""
+        s, a, r = self.shape, self.matmul_bytes, self.residual_bytes
+        tiled = self.settings.mlp_tile_tokens is not None
+        if a == r:  # the norm output is already in the matmul dtype: one tensor, shared by the linears
+            return r * s.dim, r * s.dim
+        return 3 * a * s.dim, (r if tiled else 2 * a) * s.dim  # autocast casts it once per linear
+
     def _block_saved_none(self) -> float:
         """Bytes per token one block saves with checkpointing none (without the RoPE tables)."""
         s, a = self.shape, self.matmul_bytes
-        norm = 2 * FP32 * s.dim + FP32  # input, normalised value, 1/rms
-        norm_out = FP32 * s.dim  # the norm's output (fp32), saved by the next linear in fp32
-        linear_inputs = (3 * a * s.dim, 2 * a * s.dim) if a != FP32 else (norm_out, norm_out)
+        norm = 2 * FP32 * s.dim + FP32  # fp32 input (or its fp32 copy), normalised value, 1/rms
+        attention_in, mlp_in = self._linear_inputs()
         attention = a * (2 * s.dim + 2 * s.kv_dim) + FP32 * s.n_heads  # rotated q, k, v, output; lse
-        if self.settings.mlp_tile_tokens is None:
-            mlp = linear_inputs[1] + 4 * a * s.ffn_dim
-        else:
-            mlp = norm_out  # the tiled MLP keeps its (fp32) input only
-        return 2 * norm + linear_inputs[0] + attention + mlp
+        mlp = mlp_in + (0 if self.settings.mlp_tile_tokens is not None else 4 * a * s.ffn_dim)
+        return 2 * norm + attention_in + attention + mlp
 
     def _block_saved(self) -> float:
         """Bytes per token one block saves under the checkpointing setting."""
-        s = self.shape
+        s, r = self.shape, self.residual_bytes
         mode = self.settings.checkpointing
         if mode == "full":
-            return FP32 * s.dim
+            return r * s.dim
         if mode == "selective":
-            return FP32 * s.dim + self.matmul_bytes * s.dim + FP32 * s.n_heads
+            return r * s.dim + self.matmul_bytes * s.dim + FP32 * s.n_heads
         return self._block_saved_none()
 
     def saved_per_token(self) -> dict[str, LayerBytes]:
-        """Saved bytes per token: keys "block" (each of the L blocks), "rope" (once, first block,
-        checkpointing none only), "embedding", "head"; resident vs offloaded."""
+        """Saved bytes per token: keys "block" (each of the L blocks), "rope" (checkpointing none only: the
+        first block's when resident, every block's when offloaded), "embedding", "head" (final norm, head input; tiled: + targets),
+        "loss" (untiled only: the fp32 log-softmax and the targets); resident vs offloaded."""
         s, a = self.shape, self.matmul_bytes
         offload = self.settings.offload
 
@@ -185,24 +198,54 @@ class MemoryModel:
 
         blocks_out = offload != "none"
         head_norm = 2 * FP32 * s.dim + FP32
+        block = self._block_saved()
+        if blocks_out and self.settings.checkpointing == "none":
+            block += a * s.dim  # the attention output is saved as [n, H, hd] and as the o input's view: 2 copies
         if self.settings.loss_tile_tokens is None:
-            head = head_norm + (FP32 * s.dim if a == FP32 else a * s.dim) + FP32 * s.vocab_size + INT64
+            head = head_norm + (self.residual_bytes if a == self.residual_bytes else a) * s.dim
+            loss = FP32 * s.vocab_size + INT64  # the cross-entropy's fp32 log-softmax and the targets
         else:
-            head = head_norm + FP32 * s.dim + INT64
+            head, loss = head_norm + self.residual_bytes * s.dim + INT64, 0.0
         rope = FP32 * s.head_dim if self.settings.checkpointing == "none" else 0.0
-        return {"block": split(self._block_saved(), blocks_out), "rope": split(rope, blocks_out),
-                "embedding": split(INT64, offload == "all"), "head": split(head, offload == "all")}
+        return {"block": split(block, blocks_out), "rope": split(rope, blocks_out),
+                "embedding": split(INT64, offload == "all"), "head": split(head, offload == "all"),
+                "loss": split(loss, offload == "all")}
+
+    def weight_copies(self) -> dict[str, float]:
+        """Bytes (per layer, not per token) of weight copies saved for backward: under bf16 autocast with
+        fp32 weights the linears keep a bf16 cast of their weight (the tiled MLP and tiled loss reuse
+        the fp32 parameter); with bf16 weights each RMSNorm keeps an fp32 copy of its weight."""
+        s, a, r = self.shape, self.matmul_bytes, self.residual_bytes
+        if a == r == FP32:
+            return {"block": 0.0, "head": 0.0}
+        if a != r:
+            attention = 2 * s.dim * s.dim + 2 * s.dim * s.kv_dim
+            mlp = 0 if self.settings.mlp_tile_tokens is not None else 3 * s.dim * s.ffn_dim
+            head = 0 if self.settings.loss_tile_tokens is not None else s.vocab_size * s.dim
+            return {"block": a * (attention + mlp), "head": a * head}
+        return {"block": 2 * FP32 * s.dim, "head": FP32 * s.dim}
 
     def saved_bytes(self, tokens: int) -> dict[str, LayerBytes]:
         """Saved bytes of one micro-batch shard of `tokens` tokens per layer key (as the runtime counts them)."""
         per = self.saved_per_token()
         layers = {i: LayerBytes(per["block"].resident * tokens, per["block"].offloaded * tokens)
                   for i in range(self.shape.n_layers)}
-        first = layers[0]
-        layers[0] = LayerBytes(first.resident + per["rope"].resident * tokens,
-                               first.offloaded + per["rope"].offloaded * tokens)
+        first = layers[0]  # resident RoPE tables count once; offloaded, every layer copies its own
+        layers[0] = LayerBytes(first.resident + per["rope"].resident * tokens, first.offloaded)
+        for i in layers:
+            layers[i] = LayerBytes(layers[i].resident, layers[i].offloaded + per["rope"].offloaded * tokens)
         layers["embedding"] = LayerBytes(per["embedding"].resident * tokens, per["embedding"].offloaded * tokens)
-        layers["head"] = LayerBytes(per["head"].resident * tokens, per["head"].offloaded * tokens)
+        for key in ("head", "loss"):
+            layers[key] = LayerBytes(per[key].resident * tokens, per[key].offloaded * tokens)
+        copies = self.weight_copies()
+        for key in layers:
+            extra = copies["head"] if key == "head" else copies["block"] if isinstance(key, int) else 0.0
+            if self.settings.checkpointing != "none" and isinstance(key, int):
+                extra = 0.0  # a checkpointed block keeps only its checkpoint
+            offloaded = layers[key].offloaded > 0 or (key == "head" and self.settings.offload == "all") or (
+                isinstance(key, int) and self.settings.offload != "none")
+            layers[key] = LayerBytes(layers[key].resident + (0.0 if offloaded else extra),
+                                     layers[key].offloaded + (extra if offloaded else 0.0))
         return layers
 
     # ---- the peak ---------------------------------------------------------------------------
@@ -231,7 +274,7 @@ class MemoryModel:
             "activation gradients": gradients_in_flight,
             "MLP tile": mlp_tile,
             "loss tile": loss_tile,
-            "attention communication": max(ring, ulysses) * n,
+            "attention communication": max(ring, ulysses) * n if self.world_size > 1 else 0.0,
             "reserved": self.reserved_bytes,
         }
         if self._sharded_path():

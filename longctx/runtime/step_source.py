@@ -31,7 +31,8 @@ from longctx.data import Piece, StepSampler
 
 from longctx.model.config import ModelConfig
 from longctx.runtime.comm_device import comm_device
-from longctx.runtime.config import ParallelConfig
+from longctx.runtime.config import MemoryConfig, ParallelConfig
+from longctx.runtime.memory_check import run_memory_model
 from longctx.scheduler import Cluster, CostModel, Plan, plan_step, static_plan
 from longctx.scheduler.cost_profile import CostProfile
 
@@ -43,11 +44,13 @@ class PlanningError(RuntimeError):
     """Rank 0 could not plan a step; raised on every rank with rank 0's traceback."""
 
 
-def planning_cost_model(parallel: ParallelConfig, model: ModelConfig, cluster: Cluster) -> CostModel:
+def planning_cost_model(parallel: ParallelConfig, model: ModelConfig, cluster: Cluster,
+                        memory: MemoryConfig | None = None, precision: str = "fp32") -> CostModel:
     """The scheduler's cost model: `parallel.cost_profile` when given, else the default (H100) time
     constants with this model's shape (layers, heads, parameters; activations ``4 * dim * layers`` bytes
     per token, the default's value for its 7B shape). `parallel.max_tokens_per_rank`, when set, rescales
-    the activation bytes per token so that exactly that many tokens fit one rank."""
+    the activation bytes per token so that exactly that many tokens fit one rank; otherwise, with the
+    run's `memory` (and `precision`), the memory model gives the per-rank token capacity."""
     if parallel.cost_profile:
         cost_model = CostModel.from_profile(parallel.cost_profile)
     else:
@@ -57,10 +60,14 @@ def planning_cost_model(parallel: ParallelConfig, model: ModelConfig, cluster: C
     if parallel.max_tokens_per_rank is not None:
         held = cost_model.max_tokens_per_rank(cluster) * cost_model.activation_bytes_per_token
         cost_model = replace(cost_model, activation_bytes_per_token=held / parallel.max_tokens_per_rank)
+    elif memory is not None:
+        cost_model = replace(cost_model, memory_model=run_memory_model(model, memory, precision, cluster.num_ranks,
+                                                                       cost_model.reserved_gb))
     return cost_model
 
 
-def planning_setup(parallel: ParallelConfig, model: ModelConfig, world_size: int) -> tuple[Cluster, CostModel]:
+def planning_setup(parallel: ParallelConfig, model: ModelConfig, world_size: int, memory: MemoryConfig | None = None,
+                   precision: str = "fp32") -> tuple[Cluster, CostModel]:
     """The cluster and cost model the planner uses on a world of `world_size` ranks; the links measured
     in `parallel.cost_profile`, when given, replace the cluster's defaults."""
     parallel.check_world(world_size)
@@ -68,12 +75,13 @@ def planning_setup(parallel: ParallelConfig, model: ModelConfig, world_size: int
                       memory_per_rank_gb=parallel.memory_per_rank_gb)
     if parallel.cost_profile:
         cluster = CostProfile.load(parallel.cost_profile).cluster(cluster)
-    return cluster, planning_cost_model(parallel, model, cluster)
+    return cluster, planning_cost_model(parallel, model, cluster, memory, precision)
 
 
-def make_planner(parallel: ParallelConfig, model: ModelConfig, world_size: int) -> Planner:
+def make_planner(parallel: ParallelConfig, model: ModelConfig, world_size: int, memory: MemoryConfig | None = None,
+                 precision: str = "fp32") -> Planner:
     """The function ``lengths -> Plan`` for `parallel.mode` on a world of `world_size` ranks."""
-    cluster, cost_model = planning_setup(parallel, model, world_size)
+    cluster, cost_model = planning_setup(parallel, model, world_size, memory, precision)
     if parallel.mode == "static":
         def planner(lengths: list[int]) -> Plan:
             return static_plan(lengths, cluster, cp=parallel.cp, kind=parallel.static_kind,

@@ -95,7 +95,7 @@ def _say(rank: int, message: str) -> None:
 
 
 def setup(run: RunConfig) -> TrainState:
-    """Check the world, write the start files (rank 0), build sampler, model and optimizer (collective)."""
+    """Check the world, prepare the run directory (rank 0), build sampler, model and optimizer (collective)."""
     rank, world = dist.get_rank(), dist.get_world_size()
     run.parallel.check_world(world)
     output_dir = Path(run.train.output_dir)
@@ -224,7 +224,8 @@ def train(run: RunConfig) -> TrainResult:
         return result
     tracker = make_tracker(run.tracker.kind if state.rank == 0 else "none", output_dir=str(state.output_dir),
                            run_name=run.tracker.run_name, config=run_config_dict(run), mode=run.tracker.mode)
-    source = StepSource(state.sampler, make_planner(run.parallel, run.model, state.world))
+    source = StepSource(state.sampler, make_planner(run.parallel, run.model, state.world, run.memory,
+                                                    resolve_precision(run.train.precision, state.device)))
     groups = ProcessGroupCache()
     stop = GracefulStop(state.output_dir)
     bar = tqdm(total=run.train.steps, initial=state.first_step, disable=not (run.train.progress and state.rank == 0),

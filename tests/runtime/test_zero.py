@@ -63,6 +63,18 @@ def test_sharded_and_offloaded_adamw_equal_one_process(gloo_pool, reference, wor
         assert max(r["owned"] for r in ranks) - min(r["owned"] for r in ranks) <= (shards - 1) * len(reference)
         assert ranks[0]["state_bytes"] == {"cpu": 12 * ranks[0]["owned"]}
         assert (ranks[0]["buckets"] > 1) == (bucket == 700)
+        assert all(r["masters_match"] for r in ranks)
+
+
+def test_bf16_device_weights_follow_the_fp32_masters(gloo_pool, reference):
+    """bf16 weights + bf16 autocast (the trainer's CUDA setting) on 4 ranks: every rank's weights are its
+    masters rounded to bf16, identical on all ranks, and within bf16 rounding of the fp32 training."""
+    ranks = gloo_pool(4).run(zero_cases.sharded_training, STEPS, "zero2", True, 700, True)
+    for got in ranks:
+        assert got["masters_match"]
+        for name, value in got["params"].items():
+            assert value.dtype == torch.bfloat16 and torch.equal(value, ranks[0]["params"][name])
+    assert _max_relative({k: v.float() for k, v in ranks[0]["params"].items()}, reference) < 5e-2  # bf16 weights and gradients: a smoke bound
 
 
 @pytest.mark.parametrize("sharding,offload", [("zero2", False), ("zero1", True)])

@@ -77,18 +77,24 @@ def run_steps(model: Decoder, optimizer, first: int, last: int) -> list[float]:
     return norms
 
 
-def sharded_training(steps: int, sharding: str, offload: bool, bucket_elements: int) -> dict:
-    """`steps` steps with ShardedAdamW on every rank; returns parameters, norms and state bytes."""
+def sharded_training(steps: int, sharding: str, offload: bool, bucket_elements: int, bf16: bool = False) -> dict:
+    """`steps` steps with ShardedAdamW on every rank; returns parameters, norms and state bytes.
+    `bf16`: bf16 device weights next to the fp32 masters, forward under bf16 autocast."""
+    from longctx.runtime.precision import compute_autocast
     from longctx.runtime.zero import ShardedAdamW
 
     torch.manual_seed(0)
     model = Decoder(MODEL)
-    optimizer = ShardedAdamW(model, OPTIM, sharding, offload, bucket_elements=bucket_elements)
-    norms = run_steps(model, optimizer, 0, steps)
+    optimizer = ShardedAdamW(model, OPTIM, sharding, offload, bucket_elements=bucket_elements,
+                             weights_dtype=torch.bfloat16 if bf16 else torch.float32)
+    with compute_autocast("bf16" if bf16 else "fp32", torch.device("cpu")):
+        norms = run_steps(model, optimizer, 0, steps)
+    masters_match = all(torch.equal(p.detach().reshape(-1)[s.start:s.stop], m.to(p.dtype))
+                        for p, s, m in zip(model.parameters(), optimizer.layout.all_shards(), optimizer.masters))
     grads_kept = [p.grad is not None for p in model.parameters()]
     return {"params": {k: v.detach().clone() for k, v in model.state_dict().items()}, "norms": norms,
             "owned": optimizer.layout.owned_elements(), "state_bytes": optimizer.state_bytes(),
-            "grads_kept": grads_kept, "buckets": len(optimizer.layout.buckets)}
+            "grads_kept": grads_kept, "buckets": len(optimizer.layout.buckets), "masters_match": masters_match}
 
 
 def replicated_training(steps: int) -> dict:
