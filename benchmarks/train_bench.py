@@ -74,7 +74,7 @@ def measure_cost_profile(run, quick: bool, command: str, path: str) -> None:
 
     from longctx.profiling.profile import ProfileSettings, measure_profile
 
-    profile = measure_profile(run, ProfileSettings.for_run(run, quick), command)
+    profile = measure_profile(run, ProfileSettings.for_run(run, quick), command, Path(path).parent)
     if dist.get_rank() == 0:
         profile.write(path)
 

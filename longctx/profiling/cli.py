@@ -34,7 +34,7 @@ def _profile_rank(out: Path, quick: bool, command: str, run) -> None:
 
     from longctx.profiling.profile import ProfileSettings, measure_profile
 
-    profile = measure_profile(run, ProfileSettings.for_run(run, quick), command)
+    profile = measure_profile(run, ProfileSettings.for_run(run, quick), command, out.parent)
     if dist.get_rank() == 0:
         profile.write(out)
         print(summary(profile))

@@ -1,45 +1,72 @@
-"""The per-step time outside the waves, measured on a few real training steps.
+"""The per-step time the shape timings do not explain, fitted on a few real training steps.
 
-Everything a step does besides its waves — taking the planned step from rank 0
-(broadcast), gradient sum, clipping, the optimizer and LR step, gathering the
-metrics — is the same for every plan, so the cost model holds it as one number,
-`CostModel.step_overhead_ms`. It is measured by running the real trainer
-(`longctx.runtime.trainer.train`, the run's own config, a scratch output
-directory, no tracker, no checkpoints) for a few steps: per step,
-``step_time_ms - max over ranks of busy_ms`` (busy: the rank's time inside
-the waves); the overhead is the median over the steps after the first (the
-first pays allocator and process-group warm-up).
+A step's wall time is modelled as its plan's time under the measured shapes
+plus one constant, `CostModel.step_overhead_ms`, the same for every plan: the
+work outside the waves (taking the planned step from rank 0, gradient sum,
+clipping, optimizer and LR step, gathering the metrics) and what the waves of a
+real step cost beyond the profiled ones (on a CPU box: the planning thread of
+rank 0 competing for the cores and the GIL while the step runs). It is fitted
+by running the real trainer (`longctx.runtime.trainer.train`, the run's own
+config, planning with the measured shapes and no overhead, a scratch output
+directory, no tracker, no checkpoints): per step ``step_time_ms -
+predicted_step_ms``; the constant is the median over the steps after the first
+(the first pays allocator and warm-up costs), floored at 0. The part outside
+the waves alone, ``step_time_ms - max over ranks of busy_ms``, is recorded too.
 """
 from __future__ import annotations
 
 import shutil
 import statistics
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch.distributed as dist
 
 from longctx.runtime.config import RunConfig
+from longctx.scheduler.cost_profile import CostProfile
 
 
-def overhead_samples_ms(metrics: list[dict[str, float]], world: int) -> list[float]:
+@dataclass(frozen=True)
+class StepOverhead:
+    """The fitted constant (ms) and its per-step samples (ms)."""
+
+    overhead_ms: float
+    #: per step: wall time - the plan's time under the measured shapes
+    residual_ms: list[float]
+    #: per step: wall time - the busiest rank's time inside the waves
+    outside_waves_ms: list[float]
+
+    def to_dict(self) -> dict:
+        return {"step_overhead_ms": self.overhead_ms, "residual_samples_ms": self.residual_ms,
+                "outside_waves_samples_ms": self.outside_waves_ms}
+
+
+def outside_waves_ms(metrics: list[dict[str, float]], world: int) -> list[float]:
     """Per step: its wall time minus the busiest rank's time in the waves (ms)."""
     return [m["step_time_s"] * 1e3 - max(m[f"busy_s/rank{r}"] for r in range(world)) * 1e3 for m in metrics]
 
 
-def measure_step_overhead(run: RunConfig, steps: int) -> tuple[float, list[float]]:
-    """(median overhead ms over steps 2..`steps`, every step's sample) of `steps` real training steps
-    with `run`'s model, data and parallel settings (collective; every rank gets the same numbers)."""
+def measure_step_overhead(run: RunConfig, steps: int, shapes_only: CostProfile, scratch_root: Path) -> StepOverhead:
+    """Fit the per-step constant on `steps` real training steps of `run` planned with `shapes_only`
+    (a profile whose step overhead is 0); collective. `scratch_root`: a directory every rank sees."""
     from longctx.runtime.trainer import train
 
     if steps < 2:
         raise ValueError(f"measure_step_overhead: steps={steps} must be >= 2 (the first step is warm-up)")
-    scratch = [tempfile.mkdtemp(prefix="longctx-profile-") if dist.get_rank() == 0 else None]
+    if shapes_only.cost_model.step_overhead_ms:
+        raise ValueError("measure_step_overhead: plan with a profile whose step_overhead_ms is 0")
+    scratch = [None]
+    if dist.get_rank() == 0:
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        scratch[0] = tempfile.mkdtemp(prefix=".longctx-profile-", dir=scratch_root)
+        shapes_only.write(Path(scratch[0]) / "shapes_only.yaml")
     dist.broadcast_object_list(scratch, src=0)
     scratch_run = replace(
         run,
-        train=replace(run.train, steps=steps, output_dir=scratch[0], resume="never", checkpoint_every=0,
-                      stop_after_steps=None, progress=False),
+        parallel=replace(run.parallel, cost_profile=str(Path(scratch[0]) / "shapes_only.yaml")),
+        train=replace(run.train, steps=steps, output_dir=str(Path(scratch[0]) / "run"), resume="never",
+                      checkpoint_every=0, stop_after_steps=None, progress=False),
         optim=replace(run.optim, warmup_steps=min(run.optim.warmup_steps, steps)),
         tracker=replace(run.tracker, kind="none"),
     )
@@ -49,5 +76,6 @@ def measure_step_overhead(run: RunConfig, steps: int) -> tuple[float, list[float
         dist.barrier()
         if dist.get_rank() == 0:
             shutil.rmtree(scratch[0], ignore_errors=True)
-    samples = overhead_samples_ms(metrics, dist.get_world_size())
-    return max(statistics.median(samples[1:]), 0.0), samples
+    residual = [m["step_time_ms"] - m["predicted_step_ms"] for m in metrics]
+    return StepOverhead(max(statistics.median(residual[1:]), 0.0), residual,
+                        outside_waves_ms(metrics, dist.get_world_size()))

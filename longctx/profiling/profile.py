@@ -12,8 +12,8 @@ What is measured (see the modules for how):
   ``intra_node_p2p_gbps``; all-to-all bandwidth per group size ->
   ``alltoall_intra_gbps``; across nodes likewise when the world spans nodes
   (``LOCAL_WORLD_SIZE`` < world size), else listed under ``not_measured``.
-- `overhead`: per-step time outside the waves, from real training steps ->
-  ``step_overhead_ms``.
+- `overhead`: the per-step time the shapes do not explain, fitted on real
+  training steps planned with the measured shapes -> ``step_overhead_ms``.
 
 The model's shape (layers, heads, head size, bytes per element, parameters,
 activation bytes per token) is written too, so the profile plans this model.
@@ -21,7 +21,8 @@ activation bytes per token) is written too, so the profile plans this model.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -139,9 +140,10 @@ def _table(links: dict, not_measured: dict, raw: dict, field: str, measures: dic
             f"{key}: {why}" for key, why in failed.items())
 
 
-def measure_profile(run: RunConfig, settings: ProfileSettings, command: str) -> CostProfile:
+def measure_profile(run: RunConfig, settings: ProfileSettings, command: str, scratch_root: Path) -> CostProfile:
     """Measure `run`'s model on this world and return its cost profile (collective; same on every rank
-    up to rank 0's timings being the ones recorded)."""
+    up to rank 0's timings being the ones recorded). `scratch_root`: a directory every rank can read
+    (the overhead fit's training steps run there and it is removed after)."""
     device, comm = _devices()
     world = dist.get_world_size()
     ranks_per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
@@ -155,16 +157,18 @@ def measure_profile(run: RunConfig, settings: ProfileSettings, command: str) -> 
     links, not_measured, link_raw = _links(world, cluster.ranks_per_node, settings, comm)
     element = next(iter(model.parameters())).element_size()
     del model
-    overhead_ms, overhead_samples = measure_step_overhead(run, settings.overhead_steps)
 
     a, b, c = fits[shape_key(shapes[0])]
-    cost_model = CostModel(
+    shapes_model = CostModel(
         attention_ms_per_token2=max(c, _FLOOR), linear_ms_per_token=max(b, _FLOOR), sequence_overhead_ms=a,
         num_layers=run.model.n_layers, num_heads=run.model.n_heads, num_kv_heads=run.model.n_kv_heads,
         head_dim=run.model.head_dim, bytes_per_element=element, num_params=float(run.model.num_parameters()),
-        activation_bytes_per_token=4.0 * run.model.dim * run.model.n_layers,
-        step_overhead_ms=overhead_ms, measured_shapes=fits,
+        activation_bytes_per_token=4.0 * run.model.dim * run.model.n_layers, measured_shapes=fits,
     )
+    overhead = measure_step_overhead(run, settings.overhead_steps,
+                                     CostProfile(shapes_model, links, provenance={"model": run.model.name}),
+                                     scratch_root)
+    cost_model = replace(shapes_model, step_overhead_ms=overhead.overhead_ms)
     not_measured.update(
         ring_efficiency="every ring and hybrid shape of this world is timed directly (measured_shapes); "
                         "the default applies only to larger groups priced by the formulas",
@@ -183,6 +187,6 @@ def measure_profile(run: RunConfig, settings: ProfileSettings, command: str) -> 
     if device.type == "cuda":
         record["machine"]["accelerator"] = torch.cuda.get_device_name(device)
     measurements = {"shapes": shape_rows, "shape_fit_error_max": max(errors), "links": link_raw,
-                    "step_overhead_samples_ms": overhead_samples}
+                    "step_overhead": overhead.to_dict()}
     return CostProfile(cost_model=cost_model, links=links, not_measured=not_measured, measurements=measurements,
                        provenance=record)

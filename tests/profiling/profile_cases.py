@@ -1,6 +1,8 @@
 """Functions the gloo pool runs on every rank for the profiling tests (module-level so they pickle)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 
@@ -27,7 +29,7 @@ def shapes_case(model_config, lengths: tuple[int, ...]) -> list:
 
 
 def profile_case(run, path: str) -> dict:
-    profile = measure_profile(run, ProfileSettings.for_run(run, quick=True), "pytest")
+    profile = measure_profile(run, ProfileSettings.for_run(run, quick=True), "pytest", Path(path).parent)
     if dist.get_rank() == 0:
         profile.write(path)
     return profile.to_dict()

@@ -1,4 +1,6 @@
 """`longctx profile` pieces on 2 gloo ranks: tiled waves, links, shapes, a whole quick profile used to train."""
+import statistics
+
 import pytest
 
 from longctx.profiling.compute import tiled_plan
@@ -62,7 +64,11 @@ def test_quick_profile_plans_and_predicts_training(gloo_pool, tiny_dataset, tmp_
         "fit failed" in profile.not_measured[name] for name in intra - set(profile.links))
     assert {"inter_node_p2p_gbps", "alltoall_inter_gbps"} <= set(profile.not_measured)
     assert profile.provenance["command"] == "pytest" and profile.provenance["world_size"] == 2
-    assert model.step_overhead_ms > 0
+    fitted = profile.measurements["step_overhead"]
+    assert len(fitted["residual_samples_ms"]) == len(fitted["outside_waves_samples_ms"]) == 3
+    assert model.step_overhead_ms == max(statistics.median(fitted["residual_samples_ms"][1:]), 0.0)
+    assert all(sample > 0 for sample in fitted["outside_waves_samples_ms"]), "a step takes time outside its waves"
+    assert not list(tmp_path.glob(".longctx-profile-*")), "the overhead fit's scratch run was left behind"
 
     trained = tiny_run(tiny_dataset, tmp_path / "with_profile", "parallel.nprocs=2", "parallel.max_tokens_per_rank=200", "train.steps=2",
                        f"parallel.cost_profile={path}")
