@@ -15,17 +15,21 @@ optimistic for megatron, never pessimistic.
 
 `max_seq_len_per_rank` is megatron's knob; `megatron_balanced_cp_plan` tries
 `MAX_LEN_DIVISORS` fractions of the memory cap (tokens per rank the cost model
-allows) and keeps the fastest plan that passes longctx's validation (node
-alignment included), so the peer gets its best setting.
+allows; the fastest were cap/8 to cap/32 on the benchmark's steps, and each try
+costs minutes at 512 ranks) and keeps the fastest plan that passes longctx's
+validation (node alignment included), so the peer gets its best setting.
 
 This module imports torch (megatron-core does, at import), so it lives outside
 `longctx.scheduler`, which never imports torch; the planner takes its plan
-through `plan_step(..., peer_plans=[...])`. Import it lazily.
+through `plan_step(..., peer_plans=[...])`. Import it lazily: importing it
+imports megatron-core and torch (so their import time is not counted as solve time).
 """
 from __future__ import annotations
 
 import math
 import time
+
+from megatron.core.pipeline_parallel.hybrid_cp_schedule import BalancedCPScheduler
 
 from longctx.scheduler import Cluster, CostModel, Plan, PlanGroup, PlanWave, simulate
 from longctx.scheduler.errors import SchedulerInputError
@@ -33,7 +37,7 @@ from longctx.scheduler.lower_bound import check_fits
 from longctx.scheduler.plan import PlanInvalidError
 
 #: megatron's max_seq_len_per_rank tried, as the memory cap divided by these
-MAX_LEN_DIVISORS = (1, 2, 4, 8, 16, 32, 64)
+MAX_LEN_DIVISORS = (2, 4, 8, 16, 32)
 
 
 class _SizeOnlyGroup:
@@ -75,8 +79,6 @@ def _waves_of(micro_groups: list[list[list[int]]]) -> list[PlanWave]:
 
 def megatron_plan_at(lengths, cluster: Cluster, max_seq_len_per_rank: int) -> Plan | None:
     """megatron's plan for one `max_seq_len_per_rank`; None when it needs more ranks than the cluster has."""
-    from megatron.core.pipeline_parallel.hybrid_cp_schedule import BalancedCPScheduler
-
     n = cluster.num_ranks
     if 2 ** math.ceil(math.log2(max(max(lengths) / max_seq_len_per_rank, 1))) > n:
         return None  # megatron would loop forever on a sample it can never place
