@@ -228,10 +228,14 @@ class CostModel:
                             None if sizes is None else tuple(sizes)))
 
     # ---- files --------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The profile fields as plain data (the run-specific `memory_model` is not part of a profile)."""
+        data = asdict(replace(self, memory_model=None))
+        del data["memory_model"]
+        return data
+
     def to_profile(self, path: str | Path) -> None:
-        profile = asdict(replace(self, memory_model=None))
-        del profile["memory_model"]
-        Path(path).write_text(json.dumps(profile, indent=2) + "\n")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def from_dict(cls, data: dict, where: str) -> "CostModel":

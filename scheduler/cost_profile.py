@@ -19,7 +19,7 @@ nodes) keep the cluster's values. A flat mapping of `CostModel` fields (what
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from longctx.scheduler.cluster import Cluster, load_mapping
@@ -66,7 +66,7 @@ class CostProfile:
                 if getattr(self.cost_model, name) != value]
 
     def to_dict(self) -> dict:
-        return {"format": PROFILE_FORMAT, "cost_model": asdict(self.cost_model), "links": self.links,
+        return {"format": PROFILE_FORMAT, "cost_model": self.cost_model.to_dict(), "links": self.links,
                 "not_measured": self.not_measured, "measurements": self.measurements, "provenance": self.provenance}
 
     def write(self, path: str | Path) -> None:
