@@ -76,7 +76,8 @@ def offload_overhead(model: ModelConfig, tokens_per_rank: int, cost: CostModel =
     layer_backward_ms = 3 * layer_forward_ms  # backward (2 forwards) + recompute (1)
     copy_ms = 4 * model.dim * n / (pcie_gbps * 1e6)
     exposed = model.n_layers * (max(0.0, copy_ms - layer_forward_ms) + max(0.0, copy_ms - layer_backward_ms))
-    return {"step_ms_recompute_only": step_ms, "copy_ms_per_layer": copy_ms, "exposed_ms": exposed,
+    return {"step_ms_recompute_only": step_ms, "copy_ms_per_layer": copy_ms, "layer_forward_ms": layer_forward_ms,
+            "exposed_ms": exposed,
             "overhead_fraction": exposed / step_ms if step_ms else 0.0, "pcie_gbps": pcie_gbps}
 
 
@@ -104,20 +105,21 @@ def max_table(gpu_gb: float, precision: str, reserved_gb: float) -> list[dict]:
         model = ModelConfig.preset(name)
         for ranks in TABLE_RANKS:
             best = None
-            for candidate in TABLE_CANDIDATES:
-                memory = replace(default_memory([]), **candidate)
-                tokens = MemoryModel(model, memory, precision, ranks, reserved_gb * GB).max_tokens_per_rank(gpu_gb * GB)
-                if best is None or tokens > best[0]:
-                    best = (tokens, candidate)
-            tokens, candidate = best
+            for candidate in TABLE_CANDIDATES:  # most tokens; among none fitting, the least fixed memory
+                memory_model = MemoryModel(model, replace(default_memory([]), **candidate), precision, ranks,
+                                           reserved_gb * GB)
+                key = (memory_model.max_tokens_per_rank(gpu_gb * GB), -memory_model.breakdown(0).peak_bytes)
+                if best is None or key > best[0]:
+                    best = (key, candidate)
+            (tokens, _), candidate = best
             default = MemoryModel(model, default_memory([]), precision, ranks,
                                   reserved_gb * GB).max_tokens_per_rank(gpu_gb * GB)
             states = MemoryModel(model, replace(default_memory([]), **candidate), precision, ranks,
                                  reserved_gb * GB).breakdown(0)
+            overhead = offload_overhead(model, max(tokens, 1))
             rows.append({"model": name, "gpus": ranks, "gpu_gb": gpu_gb, "max_sequence_tokens": tokens * ranks,
                          "max_sequence_tokens_trainer_default": default * ranks, "settings": candidate,
-                         "fixed_gb_per_rank": states.peak_bytes / GB,
-                         "offload_overhead_estimate": offload_overhead(model, max(tokens, 1))["overhead_fraction"]})
+                         "fixed_gb_per_rank": states.peak_bytes / GB, "offload_estimate": overhead})
     return rows
 
 
@@ -137,13 +139,15 @@ def _format_report(r: dict) -> str:
 
 def format_table(rows: list[dict]) -> str:
     """The max-sequence table as Markdown (what the README holds)."""
-    lines = ["| model | GPUs (80 GB) | longest sequence | trainer defaults | settings | fixed GB/rank | offload overhead (est.) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | GPUs (80 GB) | longest sequence | trainer defaults | settings | fixed GB/rank | "
+             "offload (est.): copy / layer fwd, exposed |", "|---|---|---|---|---|---|---|"]
     for r in rows:
+        est = r["offload_estimate"]
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
         lines.append(f"| {r['model']} | {r['gpus']} | {r['max_sequence_tokens']:,} | "
                      f"{r['max_sequence_tokens_trainer_default']:,} | {settings} | {r['fixed_gb_per_rank']:.1f} | "
-                     f"{100 * r['offload_overhead_estimate']:.1f}% |")
+                     + (f"{est['copy_ms_per_layer']:.0f} ms / {est['layer_forward_ms']:.0f} ms, "
+                        f"{100 * est['overhead_fraction']:.1f}% |" if r["max_sequence_tokens"] else "- |"))
     return "\n".join(lines)
 
 
