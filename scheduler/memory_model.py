@@ -186,20 +186,19 @@ class MemoryModel:
             return r * s.dim + self.matmul_bytes * s.dim + FP32 * s.n_heads
         return self._block_saved_none()
 
-    def saved_per_token(self) -> dict[str, LayerBytes]:
-        """Saved bytes per token: keys "block" (each of the L blocks), "rope" (checkpointing none only: the
-        first block's when resident, every block's when offloaded), "embedding", "head" (final norm, head input; tiled: + targets),
-        "loss" (untiled only: the fp32 log-softmax and the targets); resident vs offloaded."""
+    def offloaded(self, key: int | str) -> bool:
+        """Whether layer `key`'s saved tensors go to the host store: blocks unless offload is none; the
+        embedding, head and loss only with offload all."""
+        return self.settings.offload == "all" or (self.settings.offload != "none" and isinstance(key, int))
+
+    def saved_per_token(self) -> dict[str, float]:
+        """Saved bytes per token: "block" (each of the L blocks), "rope" (checkpointing none only: the
+        first block's when resident, every block's when offloaded), "embedding", "head" (final norm,
+        head input; tiled: + targets), "loss" (untiled only: the fp32 log-softmax and the targets)."""
         s, a = self.shape, self.matmul_bytes
-        offload = self.settings.offload
-
-        def split(nbytes: float, offloaded: bool) -> LayerBytes:
-            return LayerBytes(0.0, nbytes) if offloaded else LayerBytes(nbytes, 0.0)
-
-        blocks_out = offload != "none"
         head_norm = 2 * FP32 * s.dim + FP32
         block = self._block_saved()
-        if blocks_out and self.settings.checkpointing == "none":
+        if self.settings.offload != "none" and self.settings.checkpointing == "none":
             block += a * s.dim  # the attention output is saved as [n, H, hd] and as the o input's view: 2 copies
         if self.settings.loss_tile_tokens is None:
             head = head_norm + (self.residual_bytes if a == self.residual_bytes else a) * s.dim
@@ -207,9 +206,7 @@ class MemoryModel:
         else:
             head, loss = head_norm + self.residual_bytes * s.dim + INT64, 0.0
         rope = FP32 * s.head_dim if self.settings.checkpointing == "none" else 0.0
-        return {"block": split(block, blocks_out), "rope": split(rope, blocks_out),
-                "embedding": split(INT64, offload == "all"), "head": split(head, offload == "all"),
-                "loss": split(loss, offload == "all")}
+        return {"block": block, "rope": rope, "embedding": INT64, "head": head, "loss": loss}
 
     def weight_copies(self) -> dict[str, float]:
         """Bytes (per layer, not per token) of weight copies saved for backward: under bf16 autocast with
@@ -225,28 +222,20 @@ class MemoryModel:
             return {"block": a * (attention + mlp), "head": a * head}
         return {"block": 2 * FP32 * s.dim, "head": FP32 * s.dim}
 
-    def saved_bytes(self, tokens: int) -> dict[str, LayerBytes]:
-        """Saved bytes of one micro-batch shard of `tokens` tokens per layer key (as the runtime counts them)."""
-        per = self.saved_per_token()
-        layers = {i: LayerBytes(per["block"].resident * tokens, per["block"].offloaded * tokens)
-                  for i in range(self.shape.n_layers)}
-        first = layers[0]  # resident RoPE tables count once; offloaded, every layer copies its own
-        layers[0] = LayerBytes(first.resident + per["rope"].resident * tokens, first.offloaded)
-        for i in layers:
-            layers[i] = LayerBytes(layers[i].resident, layers[i].offloaded + per["rope"].offloaded * tokens)
-        layers["embedding"] = LayerBytes(per["embedding"].resident * tokens, per["embedding"].offloaded * tokens)
-        for key in ("head", "loss"):
-            layers[key] = LayerBytes(per[key].resident * tokens, per[key].offloaded * tokens)
-        copies = self.weight_copies()
-        for key in layers:
-            extra = copies["head"] if key == "head" else copies["block"] if isinstance(key, int) else 0.0
-            if self.settings.checkpointing != "none" and isinstance(key, int):
-                extra = 0.0  # a checkpointed block keeps only its checkpoint
-            offloaded = layers[key].offloaded > 0 or (key == "head" and self.settings.offload == "all") or (
-                isinstance(key, int) and self.settings.offload != "none")
-            layers[key] = LayerBytes(layers[key].resident + (0.0 if offloaded else extra),
-                                     layers[key].offloaded + (extra if offloaded else 0.0))
-        return layers
+    def saved_bytes(self, tokens: int) -> dict[int | str, LayerBytes]:
+        """Saved bytes of one micro-batch shard of `tokens` tokens per layer key (block index, "embedding",
+        "head", "loss"), resident vs offloaded, as the runtime's saved-tensor accounting counts them."""
+        per, copies = self.saved_per_token(), self.weight_copies()
+        block_copies = copies["block"] if self.settings.checkpointing == "none" else 0.0  # a checkpoint has none
+        amounts: dict[int | str, float] = {}
+        for i in range(self.shape.n_layers):  # resident RoPE tables count once; offloaded, each layer copies its own
+            rope = per["rope"] if i == 0 or self.offloaded(i) else 0.0
+            amounts[i] = (per["block"] + rope) * tokens + block_copies
+        amounts["embedding"] = per["embedding"] * tokens
+        amounts["head"] = per["head"] * tokens + copies["head"]
+        amounts["loss"] = per["loss"] * tokens
+        return {key: LayerBytes(0.0, value) if self.offloaded(key) else LayerBytes(value, 0.0)
+                for key, value in amounts.items()}
 
     # ---- the peak ---------------------------------------------------------------------------
     def breakdown(self, tokens: int, capacity_bytes: float | None = None) -> MemoryBreakdown:
