@@ -154,10 +154,21 @@ def _kernels(result: SuiteResult) -> None:
 
 
 def _generic(module_name: str) -> Callable[[SuiteResult], None]:
+    """Any other suite: its ``main(["--quick"])``; a suite whose parser has no --quick is not run."""
     def run(result: SuiteResult) -> None:
         import importlib
 
-        code = importlib.import_module(module_name).main(["--quick"])
+        main = importlib.import_module(module_name).main
+        try:
+            code = main(["--quick"])
+        except SystemExit as error:
+            if error.code != 2:  # argparse's usage error: this suite has no quick mode
+                raise
+            result.status = "not run"
+            result.headline.append("no --quick mode")
+            result.body = (f"Not run: `{module_name}` has no quick mode (its parser rejects --quick); "
+                           f"run `longctx bench {result.name}` for its numbers.")
+            return
         if code:
             raise RuntimeError(f"{module_name}.main(['--quick']) exited with {code}")
         result.body = f"`{module_name}` ran in its quick mode; see its own output under benchmarks/results/."

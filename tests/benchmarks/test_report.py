@@ -35,3 +35,11 @@ def test_prediction_errors_median_and_worst():
 def test_bench_help_mentions_the_report(capsys):
     assert bench_main(["--help"]) == 0
     assert "REPORT.md" in capsys.readouterr().out
+
+
+def test_a_suite_without_quick_mode_is_not_run_and_says_so(tmp_path, monkeypatch):
+    module = tmp_path / "no_quick_suite.py"
+    module.write_text("import argparse\n\ndef main(argv):\n    argparse.ArgumentParser().parse_args(argv)\n    return 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = report.run_suite("noquick", "no_quick_suite")
+    assert result.status == "not run" and "no --quick mode" in result.headline
