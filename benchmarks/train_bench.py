@@ -242,7 +242,10 @@ def main(argv: list[str]) -> int:
         "ratios_tokens_per_s": ratios,
         "cost_profile": profile or "default (built-in 7B/H100 constants)",
         "caveat": "CPU gloo ranks share the machine's cores: this measures the dynamic path's behaviour, "
-                  "overhead and the cost model's accuracy here, not GPU speed-ups",
+                  "overhead and the cost model's accuracy here, not GPU speed-ups. The profile's step overhead "
+                  "is fitted on steps of the dynamic job, whose MILP planning thread on rank 0 competes for the "
+                  "cores; the static configurations plan trivially, so their predictions carry that overhead "
+                  "too and run high",
         "flops_convention": "see longctx.model.flops",
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
