@@ -55,10 +55,6 @@ def communicators_created(plans: Iterable[Plan]) -> list[int]:
 class ProcessGroupCache:
     """Maps a tuple of global ranks to the `RankGroup` that runs its attention (see the module docstring)."""
 
-    def __len__(self) -> int:
-        """Communicators this cache created: none."""
-        return 0
-
     def prepare(self, plan: Plan) -> int:
         """Communicators `plan` needs created (none; kept so callers need not know the design). Local."""
         return communicators_created([plan])[0]
