@@ -20,8 +20,12 @@ def _max_relative(got: dict, want: dict) -> float:
 
 
 def _train(pool, dataset, output_dir, *overrides):
+    """optim.eps=1e-4: the reduction order differs between an all-reduce of the whole model and bucketed
+    reduce-scatters, so a gradient that cancels to ~1e-9 differs in its last bits, and AdamW's first step
+    moves such a weight by ``lr * g / (|g| + eps)``: with eps=1e-6 that is ~1e-6 of noise, which would make
+    the comparison about rounding; with 1e-4 it stays about the gradients."""
     return pool.run(train_on_rank, tiny_run(dataset, output_dir, "parallel=dynamic", "parallel.planner=milp",
-                                            "train.precision=fp32", *overrides))
+                                            "train.precision=fp32", "optim.eps=1e-4", *overrides))
 
 
 @pytest.mark.parametrize("world,settings", [
