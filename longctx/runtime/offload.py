@@ -65,7 +65,8 @@ class _LayerStore:
     handles: list[_Offloaded] = field(default_factory=list)
     #: dedupe of saves of the same tensor while the layer is open: tensor key -> handle
     open_keys: dict[tuple, _Offloaded] = field(default_factory=dict)
-    #: CUDA: device originals kept alive until their copy-out event completes
+    #: the offloaded device tensors, kept alive until the layer's copy-out completes (CUDA: its event; CPU:
+    #: the in-flight bound) so that dedupe keys stay unique and the copies read valid memory
     originals: list[torch.Tensor] = field(default_factory=list)
     copied_out: object = None
     prefetched: bool = False
@@ -90,7 +91,8 @@ class SavedTensorHooks:
         self.mode, self.checkpointing, self.device = mode, checkpointing, device
         self.layers_in_flight = layers_in_flight
         self.accounting = accounting if accounting is not None else SavedTensorAccounting()
-        self._parameter_storages = {p.untyped_storage().data_ptr() for p in parameters}
+        self._parameters = list(parameters)
+        self._parameter_storages: set[int] = set()
         self._cuda = device.type == "cuda"
         self._side = torch.cuda.Stream(device) if self._cuda else None
         self._order: list[LayerKey] = []
@@ -110,6 +112,8 @@ class SavedTensorHooks:
     def micro_batch(self) -> Iterator[None]:
         """Wrap one micro-batch's forward AND backward: a new accounting pass, host store emptied after."""
         self.accounting.start_pass()
+        # read at every micro-batch: an optimizer may have replaced the parameters' storage (e.g. a bf16 cast)
+        self._parameter_storages = {p.untyped_storage().data_ptr() for p in self._parameters}
         self._order, self._stores, self._pending, self._resident = [], {}, [], {}
         self.unpack_order = []
         try:
