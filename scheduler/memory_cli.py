@@ -157,7 +157,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=count_arg(1), default=1 << 20, help="sequence length, split over all ranks")
     p.add_argument("--ranks", type=count_arg(1), default=1, help="GPUs (the world; one context-parallel group)")
     p.add_argument("--gpu-gb", type=finite_arg(0.0, False), default=80.0, help="device memory per GPU, GB")
-    p.add_argument("--reserved-gb", type=finite_arg(0.0, True), default=4.0, help="kept free per GPU (CUDA context, allocator)")
+    p.add_argument("--reserved-gb", type=finite_arg(0.0, True), default=4.0,
+                   help="kept free per GPU (CUDA context, allocator)")
     p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="bf16: the trainer's choice on CUDA")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--max-table", action="store_true", help="longest sequence for llama3-8b/70b on 1, 8, 64 GPUs")

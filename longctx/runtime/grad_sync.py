@@ -101,7 +101,8 @@ def reduce_gradient_bucket(grads: Sequence[torch.Tensor | None], bucket: Sequenc
 
     Returns (this rank's fp32 `[shard.size]` slice of each summed gradient, and
     the whole summed fp32 gradients `[numel]` when `scatter` is False, else
-    None). `rank`: this rank's index among the `shards`. `scatter`: one reduce-scatter (each rank receives only its slices);
+    None). `rank`: this rank's index among the `shards`. `scatter`: one
+    reduce-scatter (each rank receives only its slices);
     otherwise one all-reduce of the padded bucket. `shards` = 1 is a plain
     all-reduce whose slices are the whole gradients.
     """

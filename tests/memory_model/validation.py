@@ -65,10 +65,12 @@ def rows() -> list[Row]:
 
 
 def markdown(table: list[Row]) -> str:
-    lines = ["| model | mode | measured resident / offloaded (KB) | predicted (KB) | worst error |", "|---|---|---|---|---|"]
+    lines = ["| model | mode | measured resident / offloaded (KB) | predicted (KB) | worst error |",
+             "|---|---|---|---|---|"]
     for row in table:
         totals = [sum(v[i] for v in row.layers.values()) / 1e3 for i in range(4)]
-        lines.append(f"| {row.model} | {row.mode} | {totals[0]:.1f} / {totals[1]:.1f} | {totals[2]:.1f} / {totals[3]:.1f} "
+        lines.append(f"| {row.model} | {row.mode} | {totals[0]:.1f} / {totals[1]:.1f} | "
+                     f"{totals[2]:.1f} / {totals[3]:.1f} "
                      f"| {100 * row.worst_error():.2f}% |")
     return "\n".join(lines)
 
