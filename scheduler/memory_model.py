@@ -10,8 +10,9 @@ What the runtime keeps (`longctx.runtime`, `longctx.model`), and so what is coun
 * model states: parameters replicated (ZeRO-1/2 shard optimizer states, not
   parameters): fp32, or bf16 under bf16 precision when the optimizer is
   sharded or offloaded (its fp32 masters live elsewhere, see
-  `longctx.runtime.zero`); gradients in the same dtype, accumulated locally over the step (ranks run
-  different micro-batches, so they are reduced once at its end: full size on
+  `longctx.runtime.zero`); gradients in the same dtype, accumulated locally
+  over the step (ranks run different micro-batches, so they are reduced once
+  at its end: full size on
   every rank during backward whatever the sharding); AdamW moments — with
   ``optimizer_sharding=none`` and no offload the parameters are the master
   weights and each rank holds m and v for all P; otherwise fp32 master, m and
@@ -19,16 +20,18 @@ What the runtime keeps (`longctx.runtime`, `longctx.model`), and so what is coun
   ``optimizer_offload``.
 * saved activations per token per layer (`saved_per_token`), for fp32 and for
   bf16 autocast (linear outputs bf16; residual stream, norms, RoPE tables,
-  attention log-sum-exp and loss fp32): checkpointing ``full`` keeps the
-  block input (fp32 residual, 4D); ``selective`` adds the attention output
-  (D in the matmul dtype) and its lse (4H); ``none`` keeps every intermediate:
+  attention log-sum-exp and loss fp32; the residual stream is in the device
+  weights' dtype): checkpointing ``full`` keeps the block input (the residual,
+  D); ``selective`` adds the attention output (D in the matmul dtype) and its
+  lse (4H); ``none`` keeps every intermediate:
   both RMSNorms (input, normalised value, 1/rms, output), the inputs of the
   q/k/v and MLP linears (one bf16 copy per linear under autocast), rotated q,
   k, v, the attention output and lse, and 4F matmul-dtype SwiGLU
   intermediates (only the MLP input with ``mlp_tile_tokens``). The first
-  layer also keeps the RoPE tables (4 * head_dim per token). Embedding: the
-  int64 ids; head: final norm, head input and the fp32 log-softmax
-  ``[n, V]`` (tiled loss: only the hidden state and targets).
+  layer also keeps the RoPE tables (4 * head_dim per token); bf16 weight
+  casts and fp32 norm-weight copies are counted per layer (`weight_copies`).
+  Embedding: the int64 ids; head: final norm and head input (tiled loss: the
+  hidden state and targets); loss (untiled): the fp32 log-softmax ``[n, V]``.
 * offload: ``checkpoints`` moves the blocks' saved tensors to host memory,
   ``all`` every saved tensor; the device keeps ``offload_layers_in_flight``
   layers' worth (copy-out / prefetch in flight).
