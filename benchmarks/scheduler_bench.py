@@ -9,7 +9,7 @@ timed by the one simulator (ms):
 - ``longctx-greedy``: the same planner without any MILP (method "greedy"),
   so ``x longctx-greedy`` is the MILPs' own contribution;
 - ``megatron-balanced-cp``: megatron-core's real `BalancedCPScheduler`
-  (`megatron_peer.py`, best of its max_seq_len_per_rank settings); run up to
+  (`longctx/peers/megatron_balanced_cp.py`, best of its max_seq_len_per_rank settings); run up to
   `MEGATRON_MAX_RANKS` ranks (its pure-Python loop is O(ranks x samples));
 - ``static-arrival`` / ``static-balanced``: static DP x CP, best CP size;
 - ``flexsp``: FlexSP-style re-implementation (the MILP over power-of-two
@@ -106,7 +106,7 @@ def _megatron(lengths, cluster: Cluster, cost_model: CostModel, bound: float):
     """megatron-core's plan (imports torch, so only here), or None above MEGATRON_MAX_RANKS or when it has none."""
     if cluster.num_ranks > MEGATRON_MAX_RANKS:
         return None
-    from longctx.benchmarks.megatron_peer import megatron_balanced_cp_plan
+    from longctx.peers.megatron_balanced_cp import megatron_balanced_cp_plan
 
     try:
         return megatron_balanced_cp_plan(lengths, cluster, cost_model, bound)

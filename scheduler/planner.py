@@ -105,7 +105,7 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
 
     Candidates, in order: the best static DP x CP plan (balanced, every CP size; `static.py`),
     each of `peer_plans` (plans made by other tools, e.g. megatron-core's BalancedCPScheduler via
-    `longctx.benchmarks.megatron_peer`; kept only when they pass `Plan.validate` with this
+    `longctx.peers.megatron_balanced_cp`; kept only when they pass `Plan.validate` with this
     cluster's memory and node alignment), then longctx's own search (greedy shape choices, the
     compact MILP and moldable re-placement, and the long-document MILP, `longdoc.py`, for
     method "milp"). The fastest under `simulate` wins, ties to the earlier candidate, so the plan

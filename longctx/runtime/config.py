@@ -59,6 +59,10 @@ class ParallelConfig:
     solver: str = "highs"
     #: dynamic: MILP time limit per step, seconds (planning runs one step ahead)
     time_limit_s: float = 1.0
+    #: dynamic: also make megatron-core's BalancedCPScheduler plan of every step and keep it when it is
+    #: faster under the cost model (so a plan is never slower than megatron's). Its pure-Python loop takes
+    #: seconds at 64 ranks and minutes at 512+: switch it off there (planning runs one step ahead)
+    megatron_candidate: bool = True
     #: static: ranks per context-parallel group; must divide the world size
     cp: int = 1
     #: static: attention kind of the CP groups ("ring" or "ulysses")
@@ -89,6 +93,8 @@ class ParallelConfig:
         _choice("parallel.backend", self.backend, ("auto", "gloo", "nccl"))
         _choice("parallel.planner", self.planner, ("milp", "greedy"))
         _positive_number("parallel.time_limit_s", self.time_limit_s, allow_zero=True)
+        if not isinstance(self.megatron_candidate, bool):
+            raise ConfigError(f"parallel.megatron_candidate={self.megatron_candidate!r} must be true or false")
         _positive_int("parallel.cp", self.cp)
         _choice("parallel.static_kind", self.static_kind, ("ring", "ulysses"))
         _choice("parallel.static_order", self.static_order, ("arrival", "balanced"))

@@ -88,9 +88,26 @@ def make_planner(parallel: ParallelConfig, model: ModelConfig, world_size: int, 
                                order=parallel.static_order, cost_model=cost_model)
     else:
         def planner(lengths: list[int]) -> Plan:
-            return plan_step(lengths, cluster, cost_model=cost_model, method=parallel.planner,
-                             solver=parallel.solver, time_limit_s=parallel.time_limit_s)
+            peers, failure = megatron_candidate(lengths, cluster, cost_model) if parallel.megatron_candidate \
+                else ([], None)
+            plan = plan_step(lengths, cluster, cost_model=cost_model, method=parallel.planner,
+                             solver=parallel.solver, time_limit_s=parallel.time_limit_s, peer_plans=peers)
+            if failure:
+                plan.notes.append(failure)
+            return plan
     return planner
+
+
+def megatron_candidate(lengths: list[int], cluster: Cluster, cost_model: CostModel) -> tuple[list[Plan], str | None]:
+    """([megatron-core's BalancedCPScheduler plan of the step], None), or ([], why) when megatron made
+    no plan (e.g. no valid one on a world that is not a power of two); the planner then compares its
+    search with static only, and `why` goes into the plan's notes."""
+    from longctx.peers.megatron_balanced_cp import megatron_balanced_cp_plan  # megatron-core: imported on use
+
+    try:
+        return [megatron_balanced_cp_plan(lengths, cluster, cost_model)], None
+    except Exception as err:  # noqa: BLE001 - a peer's failure must not stop training; it is recorded
+        return [], f"megatron candidate: none ({type(err).__name__}: {err})"
 
 
 @dataclass
