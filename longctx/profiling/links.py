@@ -55,13 +55,20 @@ def _ping_pong_s(peer: int, nbytes: int, repeats: int, device: torch.device) -> 
     return min(times[1:])
 
 
-def measure_p2p(peer: int, sizes: Sequence[int], repeats: int, device: torch.device) -> LinkFit:
-    """The link between rank 0 and `peer` over message `sizes` (bytes); collective, same result everywhere."""
+def p2p_samples(peer: int, sizes: Sequence[int], repeats: int, device: torch.device) -> list[tuple[int, float]]:
+    """(bytes, one-way seconds) between rank 0 and `peer` for each of `sizes`; collective, rank 0's times."""
     samples = []
     for nbytes in sizes:
         dist.barrier()
         seconds = _ping_pong_s(peer, nbytes, repeats, device) if dist.get_rank() in (0, peer) else 0.0
         samples.append((int(nbytes), from_rank0(seconds, device)))
+    return samples
+
+
+def measure_p2p(peer: int, sizes: Sequence[int], repeats: int, device: torch.device) -> LinkFit:
+    """The link between rank 0 and `peer` over message `sizes` (bytes); collective, same result everywhere.
+    Raises ValueError (from `fit_link`) when the samples are too noisy to fit."""
+    samples = p2p_samples(peer, sizes, repeats, device)
     latency_us, gbps = fit_link([b for b, _ in samples], [s for _, s in samples])
     return LinkFit(latency_us, gbps, tuple(samples))
 
@@ -79,17 +86,24 @@ def _alltoall_s(members: list[int], nbytes: int, repeats: int, device: torch.dev
     return min(times[1:])
 
 
-def measure_alltoall(group_size: int, sizes: Sequence[int], repeats: int, device: torch.device) -> LinkFit:
-    """All-to-all among ranks ``0..group_size-1`` over per-rank `sizes` (bytes); collective.
-
-    The fitted bandwidth is per rank over the bytes a rank sends to the others, ``bytes*(u-1)/u``.
-    """
+def alltoall_samples(group_size: int, sizes: Sequence[int], repeats: int,
+                     device: torch.device) -> list[tuple[int, float]]:
+    """(bytes per rank, seconds of the slowest member) of all-to-alls among ranks ``0..group_size-1``; collective."""
     members = list(range(group_size))
     samples = []
     for nbytes in sizes:
         dist.barrier()
         seconds = _alltoall_s(members, nbytes, repeats, device) if dist.get_rank() in members else 0.0
         samples.append((int(nbytes), max_over_ranks(seconds, device)))
-    sent = [b * (group_size - 1) / group_size for b, _ in samples]
+    return samples
+
+
+def measure_alltoall(group_size: int, sizes: Sequence[int], repeats: int, device: torch.device) -> LinkFit:
+    """All-to-all among ranks ``0..group_size-1`` over per-rank `sizes` (bytes); collective.
+
+    The fitted bandwidth is per rank over the bytes a rank sends to the others, ``bytes*(u-1)/u``.
+    Raises ValueError (from `fit_link`) when the samples are too noisy to fit.
+    """
+    samples = alltoall_samples(group_size, sizes, repeats, device)
     latency_us, gbps = fit_link(sent, [s for _, s in samples])
     return LinkFit(latency_us, gbps, tuple(samples))

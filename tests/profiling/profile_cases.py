@@ -8,7 +8,7 @@ import torch.distributed as dist
 
 from longctx.model import Decoder
 from longctx.profiling.compute import measure_shapes
-from longctx.profiling.links import measure_alltoall, measure_p2p
+from longctx.profiling.links import alltoall_samples, p2p_samples
 from longctx.profiling.profile import ProfileSettings, measure_profile
 from longctx.scheduler import GroupShape
 
@@ -16,9 +16,8 @@ CPU = torch.device("cpu")
 
 
 def links_case() -> dict:
-    p2p = measure_p2p(1, (4096, 4 << 20), 3, CPU)
-    alltoall = measure_alltoall(dist.get_world_size(), (4096, 4 << 20), 3, CPU)
-    return {"p2p": p2p.to_dict(), "alltoall": alltoall.to_dict()}
+    return {"p2p": p2p_samples(1, (4096, 4 << 20), 3, CPU),
+            "alltoall": alltoall_samples(dist.get_world_size(), (4096, 4 << 20), 3, CPU)}
 
 
 def shapes_case(model_config, lengths: tuple[int, ...]) -> list:
