@@ -105,5 +105,6 @@ def measure_alltoall(group_size: int, sizes: Sequence[int], repeats: int, device
     Raises ValueError (from `fit_link`) when the samples are too noisy to fit.
     """
     samples = alltoall_samples(group_size, sizes, repeats, device)
+    sent = [b * (group_size - 1) / group_size for b, _ in samples]
     latency_us, gbps = fit_link(sent, [s for _, s in samples])
     return LinkFit(latency_us, gbps, tuple(samples))
