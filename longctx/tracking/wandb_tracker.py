@@ -55,5 +55,14 @@ class WandbTracker:
         self.run.log(checked_scalars(metrics, step), step=operator.index(step))
 
     def finish(self) -> None:
-        """Flush and close the run."""
+        """Close the run and wait until it is on disk.
+
+        `run.finish()` returns before wandb's service process has written the
+        last records of an offline run; `wandb.teardown()` waits for that
+        service to flush and exit, so a reader (or a job that ends right after)
+        sees every logged step.
+        """
+        import wandb
+
         self.run.finish()
+        wandb.teardown()
