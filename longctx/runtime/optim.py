@@ -54,14 +54,21 @@ class ReplicatedAdamW:
 StepOptimizer = ReplicatedAdamW | ShardedAdamW
 
 
-def make_optimizer(model: nn.Module, config: OptimConfig, total_steps: int, memory: MemoryConfig | None = None
-                   ) -> tuple[StepOptimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimizer `memory` asks for (default: replicated) and its LambdaLR schedule."""
+def make_optimizer(model: nn.Module, config: OptimConfig, total_steps: int, memory: MemoryConfig | None = None,
+                   precision: str = "fp32") -> tuple[StepOptimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimizer `memory` asks for (default: replicated) and its LambdaLR schedule.
+
+    `precision` (resolved ``train.precision``): with "bf16" the sharded/offloaded optimizer keeps the
+    replicated weights in bf16 next to its fp32 masters; the replicated optimizer's weights are its fp32
+    masters and stay fp32.
+    """
     memory = memory or MemoryConfig()
     if memory.optimizer_sharding == "none" and not memory.optimizer_offload:
         optimizer: StepOptimizer = ReplicatedAdamW(model, config)
     else:
-        optimizer = ShardedAdamW(model, config, memory.optimizer_sharding, memory.optimizer_offload)
+        weights = torch.bfloat16 if precision == "bf16" else torch.float32
+        optimizer = ShardedAdamW(model, config, memory.optimizer_sharding, memory.optimizer_offload,
+                                 weights_dtype=weights)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer.torch_optimizer,
         lambda step: lr_factor(step, config.warmup_steps, total_steps, config.min_lr_ratio),
