@@ -9,7 +9,10 @@ end is returned, so rounding never lifts it above the optimum.
 
 For speed only the `MAX_EXACT` slowest sequences (and every sequence that
 does not fit one rank) get the time constraint; the others count with their
-least work (running locally) and no time constraint — dropping constraints
+least work and no time constraint. Under the formulas the least work is
+running locally (a group only adds communication); a measured shape (a cost
+profile's fit) can do less rank-ms than one rank, so the least work is the
+minimum over local and every measured shape of the cluster — dropping constraints
 only lowers the bound, so it stays valid, and it is exact whenever those others
 are faster alone than the bound, which is the common case.
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from longctx.scheduler.cluster import Cluster
-from longctx.scheduler.cost_model import CostModel
+from longctx.scheduler.cost_model import CostModel, shape_key
 from longctx.scheduler.errors import SchedulerInputError
 from longctx.scheduler.options import OptionTable
 
@@ -35,6 +38,17 @@ def all_shapes(cluster: Cluster, cost_model: CostModel):
         range(2 * cluster.ranks_per_node, cluster.num_ranks + 1, cluster.ranks_per_node)
     )
     return cost_model.shapes(cluster, sizes=sizes)
+
+
+def least_work_ms(s: np.ndarray, shapes, cluster: Cluster, cost_model: CostModel) -> np.ndarray:
+    """Least rank-ms of sequences of `s` tokens over local and the measured ones of `shapes` (`[len(s)]`).
+
+    Memory is ignored (a relaxation: it only lowers the bound)."""
+    least = cost_model.time_ms(s, shapes[0], cluster)
+    for shape in shapes[1:]:
+        if shape_key(shape) in cost_model.measured_shapes:
+            least = np.minimum(least, shape.size * cost_model.time_ms(s, shape, cluster))
+    return least
 
 
 def check_fits(lengths, cluster: Cluster, cost_model: CostModel) -> None:
@@ -68,18 +82,20 @@ def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bo
         return 0.0
     n = cluster.num_ranks
     cap = cost_model.max_tokens_per_rank(cluster)
-    local_ms = cost_model.time_ms(s, all_shapes(cluster, cost_model)[0], cluster)
+    shapes = all_shapes(cluster, cost_model)
+    local_ms = cost_model.time_ms(s, shapes[0], cluster)
+    least_ms = least_work_ms(s, shapes, cluster, cost_model) if cost_model.measured_shapes else local_ms
     fits_local = s <= cap
     # Sequences that may leave a rank: those not fitting one rank or slower than a first bound.
-    crude = max(local_ms[fits_local].sum() / n, 0.0)
+    crude = max(least_ms[fits_local].sum() / n, 0.0)
     long_mask = ~fits_local | (local_ms > crude)
     if long_mask.sum() > MAX_EXACT:  # keep the MAX_EXACT slowest (and all that need a group) exact
         cut = np.partition(local_ms[long_mask], long_mask.sum() - MAX_EXACT)[long_mask.sum() - MAX_EXACT]
         long_mask = ~fits_local | (local_ms >= cut)
-    short_work = local_ms[~long_mask].sum()
+    short_work = least_ms[~long_mask].sum()
     if not long_mask.any():
-        return max(short_work / n, float(local_ms.max()))
-    table = OptionTable.build(s[long_mask], all_shapes(cluster, cost_model), cluster, cost_model)
+        return short_work / n  # every local time is at most crude = short_work / n: no time term can lift it
+    table = OptionTable.build(s[long_mask], shapes, cluster, cost_model)
     low = max(float(table.fastest_ms().max()), crude)  # both are valid lower bounds
     times, work = table.time_ms, table.work
 
