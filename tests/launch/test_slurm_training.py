@@ -28,10 +28,15 @@ TWO_NODES = ["launcher.nodes=2", "launcher.procs_per_node=2", "launcher.time=00:
 JOB_TIMEOUT_S = 300
 
 
-def _job_logs(job_dir: Path, tail_chars: int = 4000) -> str:
-    """The end of every log file of a job directory, for assertion messages."""
-    logs = sorted((job_dir / "logs").glob("*")) if (job_dir / "logs").is_dir() else []
-    return "\n".join(f"--- {p.name}:\n{p.read_text(errors='replace')[-tail_chars:]}" for p in logs) or "(no logs)"
+def _job_report(cluster, job_id: str, job_dir: Path, tail_chars: int = 3000) -> str:
+    """SLURM's record of the job and the end of every log file under its directory, for assertion messages."""
+    try:
+        record = cluster.scontrol("show", "job", job_id, "-o")
+    except RuntimeError as err:
+        record = f"(scontrol failed: {err})"
+    logs = sorted(p for p in (job_dir / "logs").rglob("*") if p.is_file()) if (job_dir / "logs").is_dir() else []
+    tails = "\n".join(f"--- {p.relative_to(job_dir)}:\n{p.read_text(errors='replace')[-tail_chars:]}" for p in logs)
+    return f"{record}\n{tails or '(no logs)'}"
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -79,7 +84,8 @@ def _from_repo_root(in_repo_root):
 
 def test_two_node_sbatch_training_has_the_losses_of_the_same_run_launched_locally(jobs, slurm_cluster):
     job_id, job_dir = jobs["full"]
-    assert slurm_cluster.wait_terminal(job_id, JOB_TIMEOUT_S) == ["COMPLETED"], _job_logs(job_dir)
+    states = slurm_cluster.wait_terminal(job_id, JOB_TIMEOUT_S)
+    assert states == ["COMPLETED"], _job_report(slurm_cluster, job_id, job_dir)
     slurm_losses, local_losses = _losses(job_dir), _losses(jobs["local_dir"])
     assert sorted(slurm_losses) == list(range(1, STEPS + 1))
     assert slurm_losses == pytest.approx(local_losses, rel=1e-5), (slurm_losses, local_losses)
@@ -88,7 +94,8 @@ def test_two_node_sbatch_training_has_the_losses_of_the_same_run_launched_locall
 
 def test_preempted_job_requeues_resumes_and_ends_with_the_uninterrupted_loss_in_one_tracker_run(jobs, slurm_cluster):
     job_id, job_dir = jobs["preempted"]
-    assert slurm_cluster.wait_terminal(job_id, JOB_TIMEOUT_S) == ["COMPLETED"], _job_logs(job_dir)
+    states = slurm_cluster.wait_terminal(job_id, JOB_TIMEOUT_S)
+    assert states == ["COMPLETED"], _job_report(slurm_cluster, job_id, job_dir)
     assert 1 <= jobs["stopped_after"] < STEPS
     final = json.loads((job_dir / "final_metrics.json").read_text())
     reference = json.loads((jobs["local_dir"] / "final_metrics.json").read_text())
@@ -105,7 +112,8 @@ def test_preempted_job_requeues_resumes_and_ends_with_the_uninterrupted_loss_in_
 
 def test_two_point_sweep_is_a_job_array_and_collect_writes_one_csv_row_per_point(jobs, slurm_cluster):
     job_id, sweep_dir = jobs["sweep"]
-    assert slurm_cluster.wait_terminal(job_id, JOB_TIMEOUT_S) == ["COMPLETED", "COMPLETED"], _job_logs(sweep_dir)
+    assert slurm_cluster.wait_terminal(job_id, JOB_TIMEOUT_S) == ["COMPLETED", "COMPLETED"], \
+        _job_report(slurm_cluster, job_id, sweep_dir)
     assert "#SBATCH --array=0-1" in (sweep_dir / "job.sbatch").read_text()
     code, out, err = run_launch_cli(["collect", str(sweep_dir)])
     assert code == 0, err

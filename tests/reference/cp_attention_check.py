@@ -18,12 +18,11 @@ standard-normal inputs, and the error is absolute.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 
 from longctx.attention import ZigzagSharding, context_parallel_attention
+from longctx.attention.parity import ParityCase as AttentionCase  # the case description only: no computation
 from tests.reference.dense_attention import dense_attention, packed_docs
 
 #: the compared quantities, in result order
@@ -32,40 +31,10 @@ QUANTITIES = ("out", "dq", "dk", "dv")
 FP32_REL_TOL = 1e-5
 
 
-@dataclass(frozen=True)
-class AttentionCase:
-    """One packed batch (document `lengths`, head shapes) and one kind of distributed attention."""
-
-    lengths: tuple[int, ...]
-    num_q_heads: int = 8
-    num_kv_heads: int = 2
-    head_dim: int = 16
-    kind: str = "ring"
-    ulysses_degree: int | None = None
-    dtype: str = "float32"
-    seed: int = 0
-    #: local-kernel backend of the distributed run
-    backend: str = "reference"
-
-    def __post_init__(self):
-        if not self.lengths or min(self.lengths) < 1:
-            raise ValueError(f"AttentionCase.lengths={self.lengths} must be a non-empty list of positive lengths")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"AttentionCase.dtype={self.dtype!r} must be 'float32' or 'bfloat16'")
-
-    @property
-    def cu_seqlens(self) -> list[int]:
-        return [0, *torch.tensor(self.lengths).cumsum(0).tolist()]
-
-    @property
-    def tokens(self) -> int:
-        return sum(self.lengths)
-
-
 def case_inputs(case: AttentionCase) -> list[torch.Tensor]:
     """q `[n, Hq, D]`, k, v `[n, Hkv, D]`, dout `[n, Hq, D]` of the whole batch, rounded to the case's dtype."""
     gen = torch.Generator().manual_seed(case.seed)
-    n, d = case.tokens, case.head_dim
+    n, d = sum(case.lengths), case.head_dim
     shapes = [(n, case.num_q_heads, d), (n, case.num_kv_heads, d), (n, case.num_kv_heads, d), (n, case.num_q_heads, d)]
     return [torch.randn(s, generator=gen).to(getattr(torch, case.dtype)) for s in shapes]
 
@@ -103,10 +72,10 @@ def assemble(case: AttentionCase, per_rank: list[list[torch.Tensor]]) -> list[to
     Raises AssertionError unless the ranks' indices cover every token exactly
     once and every result came back in the case's dtype.
     """
-    indices = torch.cat([r[0] for r in per_rank])
-    counts = torch.bincount(indices, minlength=case.tokens)
-    if indices.numel() != case.tokens or counts.numel() != case.tokens or not bool((counts == 1).all()):
-        raise AssertionError(f"{case}: the ranks' token indices do not cover the {case.tokens} tokens once each "
+    indices, tokens = torch.cat([r[0] for r in per_rank]), sum(case.lengths)
+    counts = torch.bincount(indices, minlength=tokens)
+    if indices.numel() != tokens or counts.numel() != tokens or not bool((counts == 1).all()):
+        raise AssertionError(f"{case}: the ranks' token indices do not cover the {tokens} tokens once each "
                              f"(per-rank counts {[int(r[0].numel()) for r in per_rank]})")
     whole = []
     for i, name in enumerate(QUANTITIES, start=1):
