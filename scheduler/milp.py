@@ -33,8 +33,11 @@ first, the status says "time limit" and the result may depend on machine speed.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -69,6 +72,28 @@ class MilpOutcome:
     choice: dict[int, GroupShape] | None
     status: str
     objective_ms: float | None
+
+
+@functools.lru_cache(maxsize=1)
+def _highs_banner_shown() -> bool:
+    """Create the process's first HiGHS instance with file descriptor 1 on /dev/null.
+
+    HiGHS writes its copyright banner to the C-level stdout when a process's
+    first instance is created, before `msg=False` can reach it; in training it
+    lands in the middle of the progress bar. Later instances print nothing.
+    """
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return True
 
 
 class _HighsWithStart(pulp.HiGHS):
@@ -106,6 +131,7 @@ def make_solver(name: str, time_limit_s: float | None, node_limit: int = MILP_NO
     if name not in SOLVERS:
         raise SchedulerInputError(f"solver={name!r}: choose one of {list(SOLVERS)}")
     if name == "highs":
+        _highs_banner_shown()
         solver = _HighsWithStart(msg=False, timeLimit=time_limit_s, threads=1, random_seed=0,
                                  mip_max_nodes=node_limit)
     else:
