@@ -17,6 +17,7 @@ group is created.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -67,21 +68,31 @@ class HybridPlan:
         self.layout = RingLayout(docs, [t - sharding.cu_seqlens[d] for t, d in zip(tokens, docs)])
 
 
+def exchanged_forward(ctx, q, k, v, plan: HybridPlan, attend: Callable) -> torch.Tensor:
+    """The forward of `HybridAttention` (and of its replays): q/k/v to the head layout (Ulysses
+    all-to-all, when the plan has one), ``attend(q, k, v) -> (out, lse)`` there, saving what the
+    backward needs, then the output back to the sequence layout `[local_tokens, Hq, D]`."""
+    exchange = plan.exchange
+    if exchange is not None:
+        q, k, v = exchange.seq_to_heads([q, k, v], [plan.q_ranges, plan.kv_ranges, plan.kv_ranges])
+    out, lse = attend(q, k, v)
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.plan = plan
+    if exchange is not None:
+        out = exchange.heads_to_seq([out], [plan.q_ranges], [plan.num_q_heads])[0]
+    return out
+
+
 class HybridAttention(torch.autograd.Function):
     """Autograd through Ulysses all-to-all, ring attention and the inverse all-to-all."""
 
     @staticmethod
     def forward(ctx, q, k, v, plan: HybridPlan):
-        exchange = plan.exchange
-        if exchange is not None:
-            q, k, v = exchange.seq_to_heads([q, k, v], [plan.q_ranges, plan.kv_ranges, plan.kv_ranges])
-        out, lse = ring_forward(q, k, v, plan.layout, plan.ring_comm, plan.kernel)
-        out = out.to(q.dtype)
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.plan = plan
-        if exchange is not None:
-            out = exchange.heads_to_seq([out], [plan.q_ranges], [plan.num_q_heads])[0]
-        return out
+        def ring(q, k, v):
+            out, lse = ring_forward(q, k, v, plan.layout, plan.ring_comm, plan.kernel)
+            return out.to(q.dtype), lse
+
+        return exchanged_forward(ctx, q, k, v, plan, ring)
 
     @staticmethod
     def backward(ctx, dout):

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from longctx.attention import HybridPlan, run_planned
-from longctx.attention.hybrid import HybridAttention
+from longctx.attention.hybrid import HybridAttention, exchanged_forward
 from longctx.model.autocast_state import capture, replay
 
 
@@ -41,14 +41,7 @@ class _ReplayedAttention(HybridAttention):
 
     @staticmethod
     def forward(ctx, q, k, v, plan: HybridPlan, out, lse):
-        exchange = plan.exchange
-        if exchange is not None:
-            q, k, v = exchange.seq_to_heads([q, k, v], [plan.q_ranges, plan.kv_ranges, plan.kv_ranges])
-        ctx.save_for_backward(q, k, v, out, lse)
-        ctx.plan = plan
-        if exchange is not None:
-            out = exchange.heads_to_seq([out], [plan.q_ranges], [plan.num_q_heads])[0]
-        return out
+        return exchanged_forward(ctx, q, k, v, plan, lambda *_: (out, lse))
 
     @staticmethod
     def backward(ctx, dout):
