@@ -10,6 +10,7 @@ which runs every `__post_init__` check and then the cross-group checks of
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -426,6 +427,10 @@ def to_run_config(config: DictConfig | dict) -> RunConfig:
         cause = error.__cause__
         if isinstance(cause, ValueError):
             raise cause from None
+        unset = re.match(r"While dereferencing interpolation '\$\{([\w.]+)\}': Incompatible value 'None'", str(error))
+        if unset:
+            raise ConfigError(f"{unset.group(1)} is not set, but {getattr(error, 'full_key', 'another key')} refers to "
+                              f"it (${{{unset.group(1)}}}): give {unset.group(1)}=... on the command line") from None
         raise ConfigError(f"config does not match the schema: {error}") from None
 
 

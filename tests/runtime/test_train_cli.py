@@ -80,3 +80,11 @@ def test_sigusr2_to_longctx_train_stops_all_ranks_after_a_checkpoint(tiny_datase
     assert 1 <= stopped_at < 50
     assert (output_dir / "checkpoints" / f"step_{stopped_at}" / ".metadata").is_file()
     assert not (output_dir / "final_metrics.json").exists()
+
+
+def test_a_recipe_whose_required_key_is_unset_names_the_key(tmp_path, capsys):
+    output_dir = tmp_path / "run"
+    assert main(["experiment=extend_context", f"train.output_dir={output_dir}"]) == 2
+    err = capsys.readouterr().err
+    assert "model.hf_path is not set, but data.tokenizer refers to it" in err, err
+    assert not output_dir.exists()
