@@ -74,6 +74,8 @@ class TrainState:
     rank: int
     world: int
     device: torch.device
+    #: ``train.precision`` resolved for `device` ("bf16" or "fp32")
+    precision: str
     output_dir: Path
     #: rank 0's sampler; None on the other ranks
     sampler: StepSampler | None
@@ -109,10 +111,10 @@ def setup(run: RunConfig) -> TrainState:
     model = Decoder(run.model).to(device)
     if run.model.hf_path is not None:
         load_hf_weights(model, run.model.hf_path)  # start from the Hugging Face checkpoint's weights
-    optimizer, schedule = make_optimizer(model, run.optim, run.train.steps, run.memory,
-                                         resolve_precision(run.train.precision, device))
+    precision = resolve_precision(run.train.precision, device)
+    optimizer, schedule = make_optimizer(model, run.optim, run.train.steps, run.memory, precision)
     step_overhead_ms = planning_setup(run.parallel, run.model, world)[1].step_overhead_ms
-    return TrainState(run, rank, world, device, output_dir, sampler, model, optimizer, schedule,
+    return TrainState(run, rank, world, device, precision, output_dir, sampler, model, optimizer, schedule,
                       step_overhead_ms=step_overhead_ms,
                       activations=RankActivations(run.memory, model.parameters(), device))
 
@@ -154,8 +156,7 @@ def train_step(state: TrainState, step: int, current: StepInput,
     start_step_memory(state.activations.accounting, state.device)
     mine = run_plan(state.model, current.plan, current.sequences, state.rank, groups,
                     attention_backend=run.parallel.attention_backend, device=state.device,
-                    activations=state.activations,
-                    precision=resolve_precision(run.train.precision, state.device))
+                    activations=state.activations, precision=state.precision)
     check_local_values(step, mine.loss, state.model.parameters(), state.device)
     grad_norm = state.optimizer.synchronize_gradients(run.optim.grad_clip)
     check_global_grad_norm(step, grad_norm)
@@ -225,7 +226,7 @@ def train(run: RunConfig) -> TrainResult:
     tracker = make_tracker(run.tracker.kind if state.rank == 0 else "none", output_dir=str(state.output_dir),
                            run_name=run.tracker.run_name, config=run_config_dict(run), mode=run.tracker.mode)
     source = StepSource(state.sampler, make_planner(run.parallel, run.model, state.world, run.memory,
-                                                    resolve_precision(run.train.precision, state.device)))
+                                                    state.precision))
     groups = ProcessGroupCache()
     stop = GracefulStop(state.output_dir)
     bar = tqdm(total=run.train.steps, initial=state.first_step, disable=not (run.train.progress and state.rank == 0),
