@@ -41,3 +41,11 @@ def comm_tensor(values: list[float] | list[int], dtype: torch.dtype,
                 group: dist.ProcessGroup | None = None) -> torch.Tensor:
     """A fresh 1-D tensor of `values` on `comm_device(group)`."""
     return torch.tensor(values, dtype=dtype, device=comm_device(group))
+
+
+def gather_floats(values: list[float]) -> torch.Tensor:
+    """`[world, len(values)]` float64 CPU rows: every rank's `values`, in rank order (collective on the world)."""
+    mine = comm_tensor(values, torch.float64)
+    rows = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(rows, mine)
+    return torch.stack(rows).cpu()

@@ -18,7 +18,8 @@ import math
 from typing import Iterable
 
 import torch
-import torch.distributed as dist
+
+from longctx.runtime.comm_device import gather_floats
 
 #: exit code of `longctx train` after a non-finite stop
 NONFINITE_EXIT = 3
@@ -33,15 +34,11 @@ def _advice(step: int) -> str:
             "last checkpoint: lower optim.lr or check the data")
 
 
-def check_local_values(step: int, loss_share: float, parameters: Iterable[torch.nn.Parameter],
-                       device: torch.device) -> None:
+def check_local_values(step: int, loss_share: float, parameters: Iterable[torch.nn.Parameter]) -> None:
     """Raise NonFiniteError on every rank if any rank's loss share or local gradient norm is non-finite."""
     grads = [p.grad for p in parameters if p.grad is not None]
     grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-    mine = torch.tensor([loss_share, grad_norm], dtype=torch.float64, device=device)
-    rows = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
-    dist.all_gather(rows, mine)
-    values = torch.stack(rows).cpu().tolist()
+    values = gather_floats([loss_share, grad_norm]).tolist()
     bad_loss = [(rank, loss) for rank, (loss, _) in enumerate(values) if not math.isfinite(loss)]
     bad_grad = [(rank, norm) for rank, (_, norm) in enumerate(values) if not math.isfinite(norm)]
     if not (bad_loss or bad_grad):

@@ -15,10 +15,9 @@ import resource
 from typing import Sequence
 
 import torch
-import torch.distributed as dist
 
 from longctx.model import ModelConfig, mfu, step_flops
-from longctx.runtime.comm_device import comm_tensor
+from longctx.runtime.comm_device import gather_floats
 from longctx.runtime.step import RankStepResult
 from longctx.scheduler import Plan
 
@@ -35,10 +34,7 @@ def gather_rank_results(result: RankStepResult, device: torch.device) -> torch.T
 
     `device` is the compute device (for the peak memory); the rows travel on `comm_device()`.
     """
-    mine = comm_tensor([result.loss, result.busy_s, result.tokens, peak_memory_gb(device)], torch.float64)
-    rows = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
-    dist.all_gather(rows, mine)
-    return torch.stack(rows).cpu()
+    return gather_floats([result.loss, result.busy_s, result.tokens, peak_memory_gb(device)])
 
 
 def step_metrics(rows: torch.Tensor, plan: Plan, model: ModelConfig, step_time_s: float, grad_norm: float,
