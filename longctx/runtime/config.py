@@ -142,8 +142,10 @@ class MemoryConfig:
     """
 
     #: what each decoder layer keeps for backward: "none" (every intermediate), "full" (only the layer's
-    #: input; the layer is recomputed in backward) or "selective" (the layer's input plus the attention
-    #: output and its log-sum-exp; everything else is recomputed)
+    #: input; the layer is recomputed in backward), "selective" (the layer's input plus the attention
+    #: output and its log-sum-exp; everything else is recomputed) or "tiled" (like full, and the layer's
+    #: token-wise parts -- norms, projections, RoPE, MLP -- run over tiles of `mlp_tile_tokens` tokens in
+    #: forward, recompute and backward: only attention's q/k/v/output and their gradients are whole-shard)
     checkpointing: str = "full"
     #: where saved activations live between forward and backward: "none" (device memory), "checkpoints"
     #: (the per-layer checkpoints go to host memory) or "all" (every saved tensor goes to host memory);
@@ -164,7 +166,7 @@ class MemoryConfig:
     optimizer_offload: bool = False
 
     def __post_init__(self) -> None:
-        _choice("memory.checkpointing", self.checkpointing, ("none", "full", "selective"))
+        _choice("memory.checkpointing", self.checkpointing, ("none", "full", "selective", "tiled"))
         _choice("memory.offload", self.offload, ("none", "checkpoints", "all"))
         if self.offload == "checkpoints" and self.checkpointing == "none":
             raise ConfigError(
@@ -175,6 +177,10 @@ class MemoryConfig:
         for name in ("mlp_tile_tokens", "loss_tile_tokens"):
             if getattr(self, name) is not None:
                 _positive_int(f"memory.{name}", getattr(self, name))
+        if self.checkpointing == "tiled" and self.mlp_tile_tokens is None:
+            raise ConfigError("memory.checkpointing='tiled' with memory.mlp_tile_tokens=null: tiled recompute "
+                              "runs the token-wise parts over tiles of that size; set memory.mlp_tile_tokens "
+                              "(e.g. 8192) or memory.checkpointing=full")
         _choice("memory.optimizer_sharding", self.optimizer_sharding, ("none", "zero1", "zero2"))
         if not isinstance(self.optimizer_offload, bool):
             raise ConfigError(f"memory.optimizer_offload={self.optimizer_offload!r} must be true or false")
