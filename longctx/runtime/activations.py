@@ -18,18 +18,24 @@ from longctx.model.activation_memory import ActivationMemory
 from longctx.runtime.config import MemoryConfig
 from longctx.runtime.memory_accounting import SavedTensorAccounting
 from longctx.runtime.offload import SavedTensorHooks
+from longctx.runtime.param_offload import ParamResidency
 
 
 class RankActivations:
     """`memory.checkpointing/offload/offload_layers_in_flight/mlp_tile_tokens/loss_tile_tokens` on one rank."""
 
-    def __init__(self, config: MemoryConfig, parameters: Iterable[torch.Tensor], device: torch.device) -> None:
+    def __init__(self, config: MemoryConfig, parameters: Iterable[torch.Tensor], device: torch.device,
+                 weights: ParamResidency | None = None) -> None:
+        """`weights`: the parameter offload (``memory.param_offload``) whose `weights` context the decoder
+        wraps around every use of a module's weights; None: all weights stay resident."""
         self.config = config
+        self.weights = weights
         self.accounting = SavedTensorAccounting()
         self.hooks = SavedTensorHooks(config.offload, config.checkpointing, device, parameters,
                                       config.offload_layers_in_flight, self.accounting)
+        offload = {} if weights is None else {"weights": weights.weights}
         self.memory = ActivationMemory(config.checkpointing, config.mlp_tile_tokens, config.loss_tile_tokens,
-                                       self.hooks.scope)
+                                       self.hooks.scope, **offload)
 
     @contextlib.contextmanager
     def micro_batch(self) -> Iterator[ActivationMemory]:

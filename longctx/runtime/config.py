@@ -162,8 +162,12 @@ class MemoryConfig:
     #: optimizer state sharding over the whole world: "none", "zero1" (AdamW states) or "zero2"
     #: (AdamW states and gradients)
     optimizer_sharding: str = "none"
-    #: fp32 master weights and AdamW states in host memory, stepped on the CPU
+    #: fp32 master weights and AdamW states in host memory, stepped on the CPU; the gradients stream into
+    #: fp32 host accumulators during backward (`longctx.runtime.grad_stream`), never all on the device
     optimizer_offload: bool = False
+    #: device weights in host memory (a copy in the weights' dtype), materialised per module only while
+    #: it runs (`longctx.runtime.param_offload`); needs optimizer_offload and checkpointing != none
+    param_offload: bool = False
 
     def __post_init__(self) -> None:
         _choice("memory.checkpointing", self.checkpointing, ("none", "full", "selective", "tiled"))
@@ -184,6 +188,15 @@ class MemoryConfig:
         _choice("memory.optimizer_sharding", self.optimizer_sharding, ("none", "zero1", "zero2"))
         if not isinstance(self.optimizer_offload, bool):
             raise ConfigError(f"memory.optimizer_offload={self.optimizer_offload!r} must be true or false")
+        if not isinstance(self.param_offload, bool):
+            raise ConfigError(f"memory.param_offload={self.param_offload!r} must be true or false")
+        if self.param_offload and not self.optimizer_offload:
+            raise ConfigError("memory.param_offload=true with memory.optimizer_offload=false: the offloaded weights "
+                              "are refreshed by the host optimizer step; set memory.optimizer_offload=true")
+        if self.param_offload and self.checkpointing == "none":
+            raise ConfigError("memory.param_offload=true with memory.checkpointing='none': an uncheckpointed block's "
+                              "graph reads its weights in backward outside the offload; set memory.checkpointing="
+                              "full, selective or tiled")
 
 
 @dataclass

@@ -38,6 +38,7 @@ from longctx.runtime.metrics import gather_rank_results, step_metrics
 from longctx.runtime.activations import RankActivations
 from longctx.runtime.memory_metrics import memory_metrics, model_state_bytes, start_step_memory
 from longctx.runtime.optim import StepOptimizer, make_optimizer
+from longctx.runtime.param_offload import every_weight_resident, parameter_offload, restore_weights
 from longctx.runtime.step_source import StepInput, StepSource, make_planner, on_every_rank, planning_setup
 from longctx.runtime.process_groups import ProcessGroupCache
 from longctx.runtime.precision import resolve_precision
@@ -116,7 +117,8 @@ def setup(run: RunConfig) -> TrainState:
     step_overhead_ms = planning_setup(run.parallel, run.model, world)[1].step_overhead_ms
     return TrainState(run, rank, world, device, precision, output_dir, sampler, model, optimizer, schedule,
                       step_overhead_ms=step_overhead_ms,
-                      activations=RankActivations(run.memory, model.parameters(), device))
+                      activations=RankActivations(run.memory, model.parameters(), device,
+                                                  parameter_offload(model, run.memory, optimizer)))
 
 
 def resume(state: TrainState) -> None:
@@ -135,7 +137,8 @@ def resume(state: TrainState) -> None:
         return
     _say(state.rank, f"resuming from {start}{' (the newest good checkpoint)' if problems else ''}")
     configured = configured_hyperparameters(state.schedule)
-    saved = load_checkpoint(start, state.model, state.optimizer)
+    with every_weight_resident(state.activations.weights):
+        saved = load_checkpoint(start, state.model, state.optimizer)
     state.schedule.load_state_dict(saved.schedule)
     restore_hyperparameters(state.schedule, configured)  # a changed optim.lr etc. applies from here
     if state.sampler is not None:
@@ -194,9 +197,10 @@ def checkpoint_due(state: TrainState, step: int, stopping: bool) -> bool:
 
 def save(state: TrainState, step: int, current: StepInput) -> None:
     """Checkpoint the state after `step` (collective)."""
-    save_checkpoint(state.output_dir, state.model, state.optimizer,
-                    TrainerState(step, state.schedule.state_dict(), current.sampler_state, rng_state()),
-                    keep=state.run.train.keep_checkpoints)
+    with every_weight_resident(state.activations.weights):
+        save_checkpoint(state.output_dir, state.model, state.optimizer,
+                        TrainerState(step, state.schedule.state_dict(), current.sampler_state, rng_state()),
+                        keep=state.run.train.keep_checkpoints)
 
 
 def mark_preempted(state: TrainState, step: int) -> None:
@@ -222,6 +226,7 @@ def train(run: RunConfig) -> TrainResult:
             print(f"longctx train: {state.output_dir} already holds step {state.first_step} of "
                   f"train.steps={run.train.steps}; nothing to do (raise train.steps, or use a new "
                   "train.output_dir or train.resume=never)")
+        restore_weights(state.activations.weights)
         return result
     tracker = make_tracker(run.tracker.kind if state.rank == 0 else "none", output_dir=str(state.output_dir),
                            run_name=run.tracker.run_name, config=run_config_dict(run), mode=run.tracker.mode)
@@ -260,5 +265,6 @@ def train(run: RunConfig) -> TrainResult:
         source.close()
         stop.close()
         tracker.finish()
+        restore_weights(state.activations.weights)  # the returned model holds its weights on the device
     finish(state, result)
     return result

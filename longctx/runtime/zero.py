@@ -11,8 +11,12 @@ After the last wave every rank makes the same calls, bucket by bucket
    world — zero2: one reduce-scatter, after which the bucket's ``param.grad``
    are freed and only this rank's slice of the sum is kept; zero1: one
    all-reduce whose full result stays in ``param.grad``. The slices are copied
-   into the optimizer's store (host memory with ``optimizer_offload``: the
-   gradients stream out bucket by bucket as they are reduced). Then one scalar
+   into the optimizer's store. With ``optimizer_offload`` the gradients never
+   stay on the device: during backward each one is streamed into an fp32 host
+   accumulator as autograd produces it (`longctx.runtime.grad_stream`), the
+   reduction reads the accumulators bucket by bucket (on NCCL each bucket is
+   copied to the communication device for its collective; on gloo it runs on
+   them directly) and ``param.grad`` stays None under every sharding. Then one scalar
    all-reduce of the squared slice norms gives the global gradient norm, and
    the slices are clipped exactly as `torch.nn.utils.clip_grad_norm_` would.
 2. `step`: `torch.optim.AdamW` steps the fp32 master slices (weight decay on
@@ -22,6 +26,10 @@ After the last wave every rank makes the same calls, bucket by bucket
 
 ``optimizer_sharding=none`` with ``optimizer_offload`` uses the same path with
 one shard (each rank keeps whole fp32 masters and states on the host).
+
+Parameter offload (``memory.param_offload``, `longctx.runtime.param_offload`):
+the updated weights of offloaded modules are written into their host copies
+instead of the device parameters, whose storage is released between uses.
 
 Device weights: the fp32 masters live in the optimizer's store, so the
 replicated model parameters (and hence their gradients) may be held in a
@@ -35,14 +43,21 @@ collective over the world, so idle ranks never have to join one mid-step.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from longctx.runtime.config import OptimConfig
+from longctx.runtime.grad_stream import GradientStream, layer_parameter_bytes
 from longctx.runtime.grad_sync import gather_parameter_bucket, reduce_gradient_bucket
 from longctx.runtime.optimizer_offload import new_store_tensor, store_device, to_store, wait
 from longctx.runtime.zero_layout import ShardLayout
+
+def _itself(param: nn.Parameter) -> torch.Tensor:
+    return param
+
 
 #: default bucket size in padded elements: 2^26 fp32 elements = 256 MiB of communication buffer
 DEFAULT_BUCKET_ELEMENTS = 1 << 26
@@ -60,7 +75,9 @@ class ShardedAdamW:
     """AdamW over this rank's slices (`sharding` "none" | "zero1" | "zero2"; `offload`: states on the host).
 
     Call on every rank: ``zero_grad()`` before the step's waves,
-    ``synchronize_gradients(max_norm)`` and ``step()`` after them.
+    ``synchronize_gradients(max_norm)`` and ``step()`` after them. With `offload` the gradients stream
+    into host accumulators during backward (`stream`); `weights_home` (set by a parameter offload) maps a
+    parameter to the tensor its updated weights are written into (default: the parameter itself).
     """
 
     def __init__(self, model: nn.Module, config: OptimConfig, sharding: str, offload: bool,
@@ -86,24 +103,38 @@ class ShardedAdamW:
         for master in self.masters:  # allocated now, so a checkpoint can be loaded into them before step 1
             self.torch_optimizer.state[master] = {
                 "step": torch.tensor(0.0), "exp_avg": torch.zeros_like(master), "exp_avg_sq": torch.zeros_like(master)}
+        #: the gradients' fp32 host accumulators, filled during backward (with `offload`; else None)
+        self.stream = GradientStream(self.params, 2 * max(layer_parameter_bytes(model))) if offload else None
+        self.weights_home: Callable[[nn.Parameter], torch.Tensor] = _itself
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             p.grad = None
         for master in self.masters:
             master.grad = None
+        if self.stream is not None:
+            self.stream.zero()
+
+    def local_gradients(self) -> list[torch.Tensor | None]:
+        """This rank's accumulated (not yet summed) gradient of every parameter: ``param.grad``, or its fp32
+        host accumulator `[numel]` when gradients stream."""
+        if self.stream is None:
+            return [p.grad for p in self.params]
+        self.stream.drain()
+        return list(self.stream.accumulators)
 
     def synchronize_gradients(self, max_norm: float) -> float:
         """Sum the gradients over the world into this rank's slices and clip them; returns the global norm."""
         scatter = self.sharding == "zero2"
+        local = self.local_gradients()
         for bucket in self.layout.buckets:
-            grads = [self.params[s.index].grad for s in bucket]
-            slices, whole = reduce_gradient_bucket(grads, bucket, self.layout.shards, self.layout.rank,
-                                                   scatter, self.group)
+            slices, whole = reduce_gradient_bucket([local[s.index] for s in bucket], bucket, self.layout.shards,
+                                                   self.layout.rank, scatter, self.group)
             for k, shard in enumerate(bucket):
                 param = self.params[shard.index]
                 self.masters[shard.index].grad = to_store(slices[k], self.store)
-                param.grad = None if whole is None else whole[k].view_as(param).to(param.dtype)
+                keep = whole is not None and self.stream is None
+                param.grad = whole[k].view_as(param).to(param.dtype) if keep else None
         wait(self.device)
         return self._clip(max_norm)
 
@@ -129,12 +160,18 @@ class ShardedAdamW:
             whole = gather_parameter_bucket([self.masters[s.index] for s in bucket], bucket, self.layout.shards,
                                             self.params[bucket[0].index].dtype, self.device, self.group)
             for flat, shard in zip(whole, bucket):
-                self.params[shard.index].copy_(flat.view_as(self.params[shard.index]))
+                home = self.weights_home(self.params[shard.index])
+                home.copy_(flat.view_as(home))
 
     def state_bytes(self) -> dict[str, int]:
         """Bytes of fp32 master slices and AdamW moments this rank holds, by device type."""
         total = sum(m.numel() for m in self.masters) * 4 * 3
         return {self.store.type: total}
+
+    def close(self) -> None:
+        """Stop streaming gradients (remove the hooks); the optimizer is not used after this."""
+        if self.stream is not None:
+            self.stream.close()
 
     @property
     def checkpoint_key(self) -> str:
