@@ -73,8 +73,32 @@ def check_fits(lengths, cluster: Cluster, cost_model: CostModel) -> None:
         )
 
 
-def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bool = False) -> float:
-    """Lower bound (ms) on the step time of any plan for `lengths` on `cluster` (`checked`: input already checked)."""
+def work_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, shapes=None) -> float:
+    """The work term alone (ms): least rank-ms of the sequences that fit one rank, spread over all ranks.
+
+    A valid lower bound on every plan (weaker than `lower_bound_ms`, which adds the time terms), and
+    cheap: it evaluates local and the measured shapes only. `shapes` as in `lower_bound_ms`.
+    """
+    return _work_terms(np.asarray(lengths, dtype=np.float64), cluster, cost_model,
+                       shapes or all_shapes(cluster, cost_model))[0]
+
+
+def _work_terms(s: np.ndarray, cluster: Cluster, cost_model: CostModel, shapes) -> tuple[float, np.ndarray, np.ndarray]:
+    """(work bound ms, local time [sequences] ms, least work [sequences] rank-ms) of sequences of `s` tokens."""
+    local_ms = cost_model.time_ms(s, shapes[0], cluster)
+    least_ms = least_work_ms(s, shapes, cluster, cost_model) if cost_model.measured_shapes else local_ms
+    fits_local = s <= cost_model.max_tokens_per_rank(cluster)
+    return max(float(least_ms[fits_local].sum()) / cluster.num_ranks, 0.0), local_ms, least_ms
+
+
+def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bool = False, shapes=None) -> float:
+    """Lower bound (ms) on the step time of any plan for `lengths` on `cluster` (`checked`: input already checked).
+
+    `shapes`: the group shapes plans may use, local first; default every legal shape (`all_shapes`),
+    which bounds every plan. A narrower list (e.g. the planner's candidate shapes, `CostModel.shapes`)
+    bounds only plans made of those shapes: the planner's search target on large clusters, where
+    `all_shapes` runs to tens of thousands of shapes.
+    """
     if not checked:
         check_fits(lengths, cluster, cost_model)
     s = np.asarray(lengths, dtype=np.float64)
@@ -82,12 +106,10 @@ def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bo
         return 0.0
     n = cluster.num_ranks
     cap = cost_model.max_tokens_per_rank(cluster)
-    shapes = all_shapes(cluster, cost_model)
-    local_ms = cost_model.time_ms(s, shapes[0], cluster)
-    least_ms = least_work_ms(s, shapes, cluster, cost_model) if cost_model.measured_shapes else local_ms
+    shapes = shapes or all_shapes(cluster, cost_model)
+    crude, local_ms, least_ms = _work_terms(s, cluster, cost_model, shapes)
     fits_local = s <= cap
     # Sequences that may leave a rank: those not fitting one rank or slower than a first bound.
-    crude = max(least_ms[fits_local].sum() / n, 0.0)
     long_mask = ~fits_local | (local_ms > crude)
     if long_mask.sum() > MAX_EXACT:  # keep the MAX_EXACT slowest (and all that need a group) exact
         cut = np.partition(local_ms[long_mask], long_mask.sum() - MAX_EXACT)[long_mask.sum() - MAX_EXACT]
