@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from longctx.scheduler.cluster import Cluster
-from longctx.scheduler.cost_model import CostModel, shape_key
+from longctx.scheduler.cost_model import CostModel, GroupShape, shape_key
 from longctx.scheduler.errors import SchedulerInputError
 from longctx.scheduler.options import OptionTable
 
@@ -73,14 +73,14 @@ def check_fits(lengths, cluster: Cluster, cost_model: CostModel) -> None:
         )
 
 
-def work_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, shapes=None) -> float:
+def work_bound_ms(lengths, cluster: Cluster, cost_model: CostModel) -> float:
     """The work term alone (ms): least rank-ms of the sequences that fit one rank, spread over all ranks.
 
     A valid lower bound on every plan (weaker than `lower_bound_ms`, which adds the time terms), and
-    cheap: it evaluates local and the measured shapes only. `shapes` as in `lower_bound_ms`.
+    cheap: it evaluates local and the measured shapes only (lengths already checked).
     """
-    return _work_terms(np.asarray(lengths, dtype=np.float64), cluster, cost_model,
-                       shapes or all_shapes(cluster, cost_model))[0]
+    shapes = all_shapes(cluster, cost_model) if cost_model.measured_shapes else [GroupShape.make(1, "local")]
+    return _work_terms(np.asarray(lengths, dtype=np.float64), cluster, cost_model, shapes)[0]
 
 
 def _work_terms(s: np.ndarray, cluster: Cluster, cost_model: CostModel, shapes) -> tuple[float, np.ndarray, np.ndarray]:
@@ -91,13 +91,15 @@ def _work_terms(s: np.ndarray, cluster: Cluster, cost_model: CostModel, shapes) 
     return max(float(least_ms[fits_local].sum()) / cluster.num_ranks, 0.0), local_ms, least_ms
 
 
-def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bool = False, shapes=None) -> float:
+def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bool = False, shapes=None,
+                   max_exact: int = MAX_EXACT) -> float:
     """Lower bound (ms) on the step time of any plan for `lengths` on `cluster` (`checked`: input already checked).
 
     `shapes`: the group shapes plans may use, local first; default every legal shape (`all_shapes`),
     which bounds every plan. A narrower list (e.g. the planner's candidate shapes, `CostModel.shapes`)
     bounds only plans made of those shapes: the planner's search target on large clusters, where
-    `all_shapes` runs to tens of thousands of shapes.
+    `all_shapes` runs to tens of thousands of shapes. `max_exact`: how many of the slowest sequences get
+    the time constraint (fewer: faster and looser, still valid; at least 1).
     """
     if not checked:
         check_fits(lengths, cluster, cost_model)
@@ -111,8 +113,8 @@ def lower_bound_ms(lengths, cluster: Cluster, cost_model: CostModel, checked: bo
     fits_local = s <= cap
     # Sequences that may leave a rank: those not fitting one rank or slower than a first bound.
     long_mask = ~fits_local | (local_ms > crude)
-    if long_mask.sum() > MAX_EXACT:  # keep the MAX_EXACT slowest (and all that need a group) exact
-        cut = np.partition(local_ms[long_mask], long_mask.sum() - MAX_EXACT)[long_mask.sum() - MAX_EXACT]
+    if long_mask.sum() > max_exact:  # keep the max_exact slowest (and all that need a group) exact
+        cut = np.partition(local_ms[long_mask], long_mask.sum() - max_exact)[long_mask.sum() - max_exact]
         long_mask = ~fits_local | (local_ms >= cut)
     short_work = least_ms[~long_mask].sum()
     if not long_mask.any():

@@ -1,8 +1,11 @@
 """`plan_step`: the per-step entry point the runtime calls.
 
-Steps: check the input; compute the lower bound; make the best static DP x CP
-plan and take any peer plans (both are candidates, so the result is never
-slower than either); make the greedy's candidates over all shapes and over
+Steps: check the input; compute the search's target bound; make the best
+static DP x CP plan and take any peer plans (both are candidates, so the result
+is never slower than either); make the quick plan (`quick.py`: the greedy's
+most promising candidate, list-scheduled fast), which every call can afford, so
+a plan cut short by the time limit is still at least the greedy's; then, while
+time remains, make the greedy's candidates over all shapes and over
 ring-only shapes (the ByteScale-style space); for method "milp", add the
 compact MILP's candidate, warm-started from the most promising greedy
 candidate; schedule the best candidates; re-place the whole-node jobs of the
@@ -10,7 +13,8 @@ two best-estimated candidates with moldable node counts (`moldable.py`: each
 job picks its node count as it is placed, filling the nodes up to a target
 near the lower bound); then, for method "milp", the long-document MILP
 (`longdoc.py`) re-chooses the whole-node jobs' node counts jointly with the
-room left for the tail; keep the fastest plan of all. Solver trouble never
+room left for the tail; keep the fastest plan of all; report the lower bound
+over every legal shape (`lower_bound.py`). Solver trouble never
 raises: the plan falls back to the greedy candidates and says why in
 `plan.method` ("milp-fallback-greedy") and `plan.notes` (and the log).
 """
@@ -23,18 +27,20 @@ from typing import Sequence
 
 import numpy as np
 
-from longctx.scheduler.budget import Budget
+from longctx.scheduler.budget import MIN_SOLVER_S, Budget
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel
 from longctx.scheduler.errors import SchedulerInputError
 from longctx.scheduler.greedy import estimate_candidates, greedy_candidates, schedule_best, to_waves
-from longctx.scheduler.lower_bound import check_fits, lower_bound_ms
+from longctx.scheduler.lower_bound import check_fits, lower_bound_ms, work_bound_ms
 from longctx.scheduler.longdoc import longdoc_plan
 from longctx.scheduler.milp import MILP_NODE_LIMIT, SOLVERS, milp_candidate
 from longctx.scheduler.moldable import moldable_schedule
 from longctx.scheduler.plan import Plan, PlanInvalidError
+from longctx.scheduler.quick import quick_plan
 from longctx.scheduler.simulator import simulate
 from longctx.scheduler.static import best_static_checked
+from longctx.scheduler.step_lengths import StepLengths
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,18 @@ ALL_KINDS = ("ring", "ulysses", "hybrid")
 TIE_RTOL = 1e-9
 #: candidates (best greedy estimates first) whose whole-node jobs are re-placed as moldable
 MOLDABLE_CANDIDATES = 2
+#: up to this many nodes the exact bound (every legal shape, `lower_bound.all_shapes`: about 4 shapes per
+#: node) comes first and is the search's target; above, the target is the bound over the planner's own
+#: shapes (a few hundred) and the exact bound is computed last, when time remains (0.3 s at 2,048 nodes,
+#: 3 s at 12,500). A rule on the input's size, not on time, so it never makes the plan depend on speed.
+EXACT_BOUND_MAX_NODES = 1024
+#: a stage's cost in units of the quick plan's (which the stage's scheduling repeats a few times):
+#: the rest of the search starts only when this many quick plans' time is left, the MILP's limit keeps
+#: back SCHEDULE_COST for the schedules that follow it, moldable re-placement needs MOLDABLE_COST
+SEARCH_COST, SCHEDULE_COST, MOLDABLE_COST = 3.0, 2.5, 2.0
+#: seconds per shape (about 4 per node) the bound over every legal shape takes, over-estimates (50 and 16 us
+#: measured): with `lower_bound.MAX_EXACT` sequences weighed exactly, and with the slowest one only
+EXACT_BOUND_COST_S, LONGEST_BOUND_COST_S = 8e-5, 3e-5
 
 
 @dataclass(frozen=True)
@@ -57,26 +75,28 @@ class ShapeSpace:
 
 def plan_in_spaces(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, spaces: list[ShapeSpace],
                    *, use_milp: bool, solver: str, budget: Budget, node_limit: int = MILP_NODE_LIMIT, method: str,
-                   moldable: bool = False) -> Plan:
+                   moldable: bool = False, schedule_s: float = 0.0) -> Plan:
     """Greedy candidates in every space (+ the MILP's in the first), best schedule kept.
 
     `moldable`: also re-place the whole-node jobs of the MOLDABLE_CANDIDATES best-estimated
     candidates with moldable node counts over the first space's kinds (`moldable.py`) and keep
-    that schedule when it is faster.
+    that schedule when it is faster. `schedule_s`: what one schedule of this step costs (s; the
+    quick plan's time), so the MILP and moldable stages leave room for what follows them.
     """
     candidates = []
     for space in spaces:
         candidates += greedy_candidates(lengths, cluster, cost_model, lower_bound, kinds=space.kinds,
                                         sizes=space.sizes, label=space.label)
     notes = []
-    if use_milp and not budget.expired("compact MILP"):
+    if use_milp and budget.affords("compact MILP", SCHEDULE_COST * schedule_s + MIN_SOLVER_S):
         first = spaces[0]
         own = [c for c in candidates if c.label.startswith(first.label)]
         estimate_candidates(own, lengths, cluster, cost_model)
         start = min(own, key=lambda c: c.estimate_ms)
         found, status = milp_candidate(lengths, cluster, cost_model, lower_bound, start,
                                        shapes=cost_model.shapes(cluster, first.kinds, first.sizes), solver=solver,
-                                       time_limit_s=budget.solver_limit_s(), node_limit=node_limit,
+                                       time_limit_s=budget.solver_limit_s(keep_s=SCHEDULE_COST * schedule_s),
+                                       node_limit=node_limit,
                                        label=f"{first.label}-milp")
         if found is None:
             log.warning("longctx.scheduler: MILP gave no plan, using the greedy: %s", status)
@@ -86,7 +106,7 @@ def plan_in_spaces(lengths, cluster: Cluster, cost_model: CostModel, lower_bound
             notes.append(status)
             candidates.insert(0, found)
     plan, _ = schedule_best(candidates, lengths, cluster, cost_model, lower_bound, method)
-    if moldable and not budget.expired("moldable re-placement"):
+    if moldable and budget.affords("moldable re-placement", MOLDABLE_COST * schedule_s):
         ranked = sorted(candidates, key=lambda c: c.estimate_ms)[:MOLDABLE_CANDIDATES]  # stable: ties keep order
         found = moldable_schedule(ranked, lengths, cluster, cost_model, lower_bound, spaces[0].kinds)
         if found is not None and found[0] < plan.predicted_step_time_ms:
@@ -103,23 +123,33 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
               peer_plans: Sequence[Plan] = ()) -> Plan:
     """Plan one step's dynamic mesh for sequences of `lengths` tokens on `cluster`.
 
-    Candidates, in order: the best static DP x CP plan (balanced, every CP size; `static.py`),
-    each of `peer_plans` (plans made by other tools, e.g. megatron-core's BalancedCPScheduler via
-    `longctx.peers.megatron_balanced_cp`; kept only when they pass `Plan.validate` with this
-    cluster's memory and node alignment), then longctx's own search (greedy shape choices, the
-    compact MILP and moldable re-placement, and the long-document MILP, `longdoc.py`, for
-    method "milp"). The fastest under `simulate` wins, ties to the earlier candidate, so the plan
-    is never slower than static or any valid peer plan under the cost model (up to TIE_RTOL).
+    Candidates, in order: longctx's own search (greedy shape choices, the compact MILP and
+    moldable re-placement, then the long-document MILP, `longdoc.py`, for method "milp"), the
+    quick plan (`quick.py`, method "greedy-quick"), the best static DP x CP plan (balanced, every
+    CP size; `static.py`) and each of `peer_plans` (plans made by other tools, e.g. megatron-core's
+    BalancedCPScheduler via `longctx.peers.megatron_balanced_cp`; kept only when they pass
+    `Plan.validate` with this cluster's memory and node alignment). The fastest under `simulate`
+    wins (the quick plan is timed by its list schedule, which is what `simulate` computes, up to
+    rounding), ties to the earlier candidate, so the plan is never slower than static or any
+    valid peer plan under the cost model (up to TIE_RTOL).
 
     Time and determinism: `time_limit_s` bounds the wall time of the whole call, preparation
-    included: stages that start after it has passed are skipped (named in `plan.notes`) and the
-    solver gets only the time left. The static plan is always made, so an expired budget still
-    returns a plan never slower than static. The search itself is bounded by deterministic work
-    limits (a fixed list of candidates, and `milp_node_limit` branch-and-bound nodes per MILP
-    solve, single-threaded, fixed seed), so the same input gives the same plan on any machine
-    unless the wall-clock limit cuts a stage short, which the notes then say ("wall-clock
-    limit"). `time_limit_s=None` disables the wall-clock limit: fully deterministic (what the
-    determinism tests use).
+    included, in anytime order: the checks, the search's target bound, the static plan and the
+    quick plan (`quick.py`) always run (on 100,000 ranks and 1.6M sequences about 1.5 s together
+    with building, timing and checking the returned plan: the fixed cost a limit below that
+    overruns by); every later stage starts only when its estimated cost (a multiple of what the
+    quick plan took, so it scales with the machine's speed and load) fits in the time left, less
+    a reserve for finishing the plan; skipped stages are named in `plan.notes`, and the MILPs get
+    only the time left. So an expired budget still returns a plan never slower than static and
+    never slower than the greedy's most promising candidate. The search itself is bounded by
+    deterministic work limits (a fixed list of candidates, `milp_node_limit` branch-and-bound
+    nodes per MILP solve, single-threaded, fixed seed), and which bound is the search's target is
+    decided by the cluster's size (`EXACT_BOUND_MAX_NODES`), never by time, so the same input
+    gives the same plan on any machine unless the wall-clock limit skips or cuts a stage, which
+    the notes then say ("wall clock"). `time_limit_s=None` disables the wall-clock limit: fully
+    deterministic (what the determinism tests use). `plan.lower_bound_ms` is the bound over every
+    legal shape, or, when the limit leaves no time for it on a large cluster, the cheaper work
+    bound (`lower_bound.work_bound_ms`, also valid; the notes say so).
     """
     budget = Budget(time_limit_s)
     cost_model = cost_model or CostModel()
@@ -135,20 +165,28 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
     if not isinstance(lengths, (list, tuple, np.ndarray)):
         raise SchedulerInputError(f"lengths: expected a list of positive integers, got {type(lengths).__name__}")
     check_fits(lengths, cluster, cost_model)
-    bound = lower_bound_ms(lengths, cluster, cost_model, checked=True)
-    s = np.asarray(lengths, dtype=np.int64)
+    step = StepLengths.of(lengths)
+    s = step.lengths
+    exact_first = cluster.num_nodes <= EXACT_BOUND_MAX_NODES
+    target = lower_bound_ms(s, cluster, cost_model, checked=True,
+                            shapes=None if exact_first else cost_model.shapes(cluster))
     cap = cost_model.max_tokens_per_rank(cluster)
-    candidates = [best_static_checked(s, cluster, cost_model, bound, "balanced")]
-    candidates += _valid_peers(peer_plans, s, cluster, cost_model, cap, bound)
-    if not budget.expired("longctx search (greedy, MILP, moldable)"):
-        spaces = [ShapeSpace(ALL_KINDS, None, method if method == "greedy" else "greedy"),
-                  ShapeSpace(("ring",), None, "ring-greedy")]
-        own = plan_in_spaces(s, cluster, cost_model, bound, spaces, use_milp=method == "milp", solver=solver,
-                             budget=budget, node_limit=milp_node_limit, method=method, moldable=True)
+    candidates = [best_static_checked(step, cluster, cost_model, target, "balanced")]
+    candidates += _valid_peers(peer_plans, s, cluster, cost_model, cap, target)
+    first_label = method if method == "greedy" else "greedy"
+    quick_started = time.perf_counter()
+    candidates.insert(0, quick_plan(step, cluster, cost_model, target, kinds=ALL_KINDS, label="greedy-quick"))
+    schedule_s = time.perf_counter() - quick_started
+    budget.reserve_s = schedule_s  # finishing (timing and checking the plan) costs about one schedule
+    if budget.affords("longctx search (greedy, MILP, moldable)", SEARCH_COST * schedule_s):
+        spaces = [ShapeSpace(ALL_KINDS, None, first_label), ShapeSpace(("ring",), None, "ring-greedy")]
+        own = plan_in_spaces(s, cluster, cost_model, target, spaces, use_milp=method == "milp", solver=solver,
+                             budget=budget, node_limit=milp_node_limit, method=method, moldable=True,
+                             schedule_s=schedule_s)
         own.predicted_step_time_ms = simulate(own, cluster, cost_model).step_time_ms
         candidates.insert(0, own)
         if method == "milp" and not budget.expired("long-document MILP"):
-            found = longdoc_plan(s, cluster, cost_model, bound, own, budget=budget, solver=solver,
+            found = longdoc_plan(s, cluster, cost_model, target, own, budget=budget, solver=solver,
                                  node_limit=milp_node_limit)
             if found is not None:
                 candidates.insert(1, found)
@@ -159,13 +197,31 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
     if plan is not candidates[0]:
         plan.notes.append(f"kept over longctx's own search ({candidates[0].predicted_step_time_ms:.1f} ms)")
     plan.notes.append("candidates: " + ", ".join(f"{p.method}={p.predicted_step_time_ms:.1f}ms" for p in candidates))
+    plan.lower_bound_ms = _reported_bound(s, cluster, cost_model, target, exact_first, budget, plan.notes)
     if budget.skipped:
         plan.notes.append(f"time limit {time_limit_s} s (wall clock) reached: skipped {budget.skipped}; "
                           "this plan may depend on machine speed")
-    plan.lower_bound_ms = bound
     plan.validate(cap, cluster.ranks_per_node)
-    plan.solve_time_s = time.perf_counter() - budget.started
+    plan.solve_time_s = budget.elapsed_s()
     return plan
+
+
+def _reported_bound(s: np.ndarray, cluster: Cluster, cost_model: CostModel, target: float, exact: bool,
+                    budget: Budget, notes: list[str]) -> float:
+    """The bound over every legal shape: `target` when it is that (`exact`); else computed now, with
+    MAX_EXACT sequences weighed exactly when the time left affords it, else with the slowest one only
+    (looser, still valid), else the work bound; the weaker ones are noted."""
+    shapes = 4 * cluster.num_nodes  # about as many as `lower_bound.all_shapes`
+    if exact:
+        return target
+    if budget.affords("lower bound over every legal shape", EXACT_BOUND_COST_S * shapes):
+        return lower_bound_ms(s, cluster, cost_model, checked=True)
+    if budget.affords("lower bound's time term", LONGEST_BOUND_COST_S * shapes):
+        notes.append("lower bound: over every legal shape with only the slowest sequence weighed exactly")
+        return lower_bound_ms(s, cluster, cost_model, checked=True, max_exact=1)
+    notes.append(f"lower bound: the work bound only (no time for the bound over every legal shape; over the "
+                 f"planner's shapes it is {target:.1f} ms)")
+    return work_bound_ms(s, cluster, cost_model)
 
 
 def _valid_peers(peer_plans: Sequence[Plan], s: np.ndarray, cluster: Cluster, cost_model: CostModel, cap: int,

@@ -23,7 +23,6 @@ so its plan is never slower than static by construction.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,6 +32,7 @@ from longctx.scheduler.errors import SchedulerInputError
 from longctx.scheduler.lower_bound import check_fits, lower_bound_ms
 from longctx.scheduler.lpt import lpt_rounds
 from longctx.scheduler.plan import Plan, PlanGroup, PlanWave
+from longctx.scheduler.step_lengths import StepLengths, stable_argsort
 
 ORDERS = ("arrival", "balanced")
 
@@ -52,35 +52,12 @@ def _shape(cp: int, kind: str) -> GroupShape:
     return GroupShape.make(1, "local") if cp == 1 else GroupShape.make(cp, kind)
 
 
-@dataclass(frozen=True)
-class _Step:
-    """A step's lengths once sorted: `lengths` [sequences] int64 tokens, their `distinct` values,
-    each sequence's index into them (`inverse`) and how often each occurs (`counts`)."""
-
-    lengths: np.ndarray
-    distinct: np.ndarray
-    inverse: np.ndarray
-    counts: np.ndarray
-
-    @classmethod
-    def of(cls, lengths: np.ndarray) -> "_Step":
-        distinct, inverse, counts = np.unique(lengths, return_inverse=True, return_counts=True)
-        return cls(lengths, distinct, inverse.reshape(-1), counts)
-
-
-def _stable_argsort(keys: np.ndarray, bound: int) -> np.ndarray:
-    """np.argsort(keys, kind="stable") of integers in [0, bound); 16-bit keys sort by radix (10x faster)."""
-    return np.argsort(keys.astype(np.uint16) if bound <= 2**16 else keys, kind="stable")
-
-
-def _balanced_owner(step: _Step, distinct_ms: np.ndarray, dp: int) -> np.ndarray:
+def _balanced_owner(step: StepLengths, distinct_ms: np.ndarray, dp: int) -> np.ndarray:
     """[sequences] DP group of each sequence: longest-first over `dp` groups by modelled time
     (`distinct_ms` [distinct lengths] ms; `lpt.lpt_rounds`), ties to the earlier sequence and the lower group."""
-    _, rank = np.unique(-distinct_ms, return_inverse=True)  # equal times share a rank: ties go by index
-    order = _stable_argsort(rank.reshape(-1)[step.inverse], len(distinct_ms))
-    times = distinct_ms[step.inverse]
-    owner = np.empty(len(times), dtype=np.int64)
-    owner[order] = lpt_rounds(np.zeros(dp), times[order])
+    order = step.longest_first(distinct_ms)
+    owner = np.empty(len(order), dtype=np.int64)
+    owner[order] = lpt_rounds(np.zeros(dp), distinct_ms[step.inverse[order]])
     return owner
 
 
@@ -107,12 +84,12 @@ def static_plan(lengths, cluster: Cluster, *, cp: int, kind: str = "ring", order
             f"use cp >= {cost_model.min_group_size(longest, cluster)}"
         )
     bound = lower_bound if lower_bound is not None else lower_bound_ms(lengths, cluster, cost_model, checked=True)
-    plan = _static_plan(_Step.of(np.asarray(lengths, dtype=np.int64)), cluster, cp, kind, order, cost_model, bound)
+    plan = _static_plan(StepLengths.of(np.asarray(lengths, dtype=np.int64)), cluster, cp, kind, order, cost_model, bound)
     plan.solve_time_s = time.perf_counter() - started
     return plan
 
 
-def _assignment(step: _Step, cluster: Cluster, cp: int, kind: str, order: str,
+def _assignment(step: StepLengths, cluster: Cluster, cp: int, kind: str, order: str,
                 cost_model: CostModel) -> tuple[np.ndarray, float]:
     """(owner [sequences] DP group, step time ms) of the static mesh with CP size `cp`.
 
@@ -127,13 +104,13 @@ def _assignment(step: _Step, cluster: Cluster, cp: int, kind: str, order: str,
     return owner, float(np.bincount(owner, weights=distinct_ms[step.inverse], minlength=dp).max(initial=0.0))
 
 
-def _static_plan(step: _Step, cluster: Cluster, cp: int, kind: str, order: str, cost_model: CostModel,
+def _static_plan(step: StepLengths, cluster: Cluster, cp: int, kind: str, order: str, cost_model: CostModel,
                  bound: float, assignment: tuple[np.ndarray, float] | None = None) -> Plan:
     """`static_plan` on checked input (`bound` ms; `assignment`: `_assignment`'s result when already made)."""
     shape = _shape(cp, kind)
     dp = cluster.num_ranks // cp
     owner, step_ms = assignment or _assignment(step, cluster, cp, kind, order, cost_model)
-    by_group = _stable_argsort(owner, dp)  # stable: each group's sequences stay ascending
+    by_group = stable_argsort(owner, dp)  # stable: each group's sequences stay ascending
     cuts = np.searchsorted(owner[by_group], np.arange(dp + 1)).tolist()
     groups = [PlanGroup(list(range(g * cp, (g + 1) * cp)), shape.kind, shape.ulysses_degree,
                         by_group[cuts[g]:cuts[g + 1]].tolist())
@@ -169,15 +146,15 @@ def best_static_plan(lengths, cluster: Cluster, *, order: str, cost_model: CostM
     if order not in ORDERS:
         raise SchedulerInputError(f"order={order!r}: choose one of {list(ORDERS)}")
     bound = lower_bound if lower_bound is not None else lower_bound_ms(lengths, cluster, cost_model, checked=True)
-    best = best_static_checked(np.asarray(lengths, dtype=np.int64), cluster, cost_model, bound, order)
+    best = best_static_checked(StepLengths.of(lengths), cluster, cost_model, bound, order)
     best.solve_time_s = time.perf_counter() - started
     return best
 
 
-def best_static_checked(s: np.ndarray, cluster: Cluster, cost_model: CostModel, bound: float, order: str) -> Plan:
-    """`best_static_plan` on checked input: `s` [sequences] int64 tokens, `bound` ms."""
-    sizes = static_cp_sizes(cluster, int(s.max(initial=0)), cost_model)
-    step = _Step.of(s)
+def best_static_checked(step: StepLengths, cluster: Cluster, cost_model: CostModel, bound: float,
+                        order: str) -> Plan:
+    """`best_static_plan` on checked input (`bound` ms)."""
+    sizes = static_cp_sizes(cluster, int(step.lengths.max(initial=0)), cost_model)
     by_bound = sorted((static_bound_ms(step.distinct, step.counts, cluster, cost_model, cp), cp) for cp in sizes)
     best, tried = None, []  # best: (step ms, cp, assignment)
     for floor, cp in by_bound:

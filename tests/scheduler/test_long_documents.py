@@ -79,8 +79,9 @@ def test_an_expired_budget_still_returns_the_best_of_static_and_the_peers():
     assert plan.method == "outside-tool" and plan.waves == peer.waves
     assert any("skipped" in note and "longctx search" in note for note in plan.notes), plan.notes
     static = best_static_plan(lengths, cluster, order="balanced")
-    alone = plan_step(lengths, cluster, time_limit_s=0.0)
-    assert alone.method == static.method and alone.predicted_step_time_ms == static.predicted_step_time_ms
+    alone = plan_step(lengths, cluster, time_limit_s=0.0)  # static and the quick plan: the fastest of the two
+    assert alone.method in (static.method, "greedy-quick"), alone.notes
+    assert alone.predicted_step_time_ms <= static.predicted_step_time_ms
 
 
 def test_a_peer_plan_for_another_step_is_ignored(caplog):
