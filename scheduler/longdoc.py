@@ -8,36 +8,50 @@ the jobs share the nodes, for a target step time M (ms):
 
 - jobs: the sequences that `start` (the plan to improve) runs on whole-node
   groups, bucketed by length (ratio `BUCKET_RATIO`; a bucket's time is its
-  longest member's, so the model holds for every member);
+  longest member's, so the slot constraints hold for every member);
 - a column is k whole nodes running a few jobs one after another; its
-  pattern (`PATTERNS`, e.g. (1/2, 1/4, 1/4)) gives each slot a fraction f of M,
-  and the fractions sum to at most 1, so any jobs that fit their slots fit in M;
+  pattern (`PATTERNS`: every way to write 1 as a sum of at most `MAX_SLOTS`
+  of `SLOT_FRACTIONS`, tenths, quarters and thirds, e.g. (0.4, 0.3, 0.3))
+  gives each slot a fraction f of M, and the fractions sum to 1, so any jobs
+  that fit their slots fit in M. Fine fractions matter: a job slightly over a
+  coarse slot (0.26 M for a 1/4 slot) would need the next coarser slot or
+  more nodes, and with only halves, thirds and quarters the 4,096-rank
+  long-context mix was infeasible below 1.03 x the bound for that alone;
 - per bucket b and fraction f the width is the fewest nodes k_f(b)
   (`moldable.node_counts`) on which the bucket takes at most f*M (fastest kind
   on k nodes, `moldable.node_time_table`);
 - integer ``n[b,f]``: jobs of bucket b in f-slots (sum_f n[b,f] = bucket size);
-  integer ``c[k,p]``: columns of k nodes with pattern p; per k and f the slots
+  integer ``c[k,p]``: columns of k nodes with pattern p (only patterns with
+  at least one fraction some job takes on k nodes); per k and f the slots
   cover the jobs: ``sum_p count_p(f) * c[k,p] >= sum of n[b,f] with k_f(b) = k``;
 - nodes: ``sum k*c[k,p] <= nodes``;
-- area: ``rpn * sum n[b,f]*k_f(b)*t[b,k_f(b)] + tail work <= ranks * M``, the
-  tail work being everything `start` runs inside one node (rank-ms), which
-  fills the columns' spare time and the free nodes;
+- area: ``rpn * sum n[b,f]*k_f(b)*tmean[b,k_f(b)] + tail work <= ranks * M``
+  (tmean: the bucket members' mean time, the work the bucket's jobs do on
+  average; the built schedule is timed exactly), the tail work being
+  everything `start` runs inside one node (rank-ms), which fills the
+  columns' spare time and the free nodes;
 - objective: least node-ms of the long jobs (the most room for the tail), then
-  fewest columns.
+  fewest columns; the solve stops at a 1% relative gap (`GAP_REL`).
 
-Targets M are tried at `TARGET_FACTORS` times the lower bound, smallest first;
-the first `BUILT_TARGETS` feasible ones become schedules: every column's
-jobs run one after another on k consecutive nodes, then `start`'s
-in-node groups and local sequences go onto the ranks that free up first (the
-greedy's `list_schedule`). The fastest schedule is returned when it beats
-`start`. The model is small (a few integers per bucket and per width), so it
-usually solves to optimality inside the node limit. It is not warm-started:
-the greedy's node counts rarely fit the slot fractions. Deterministic: single-threaded
-HiGHS/CBC with a node limit (`milp.MILP_NODE_LIMIT`), fixed seed, ties by index.
+Targets M are tried at `TARGET_FACTORS` times the lower bound, smallest first,
+until `BUILT_TARGETS` feasible ones became schedules or the best schedule so
+far already ends by the next target: every column's jobs run one after
+another on k consecutive nodes, then `start`'s in-node groups and local
+sequences fill the rest, both by the greedy's `list_schedule` (earliest-free
+ranks) and by `tail_fit.best_fit_schedule` (in-node jobs best fit against
+the bound and against M, then local LPT), the fastest kept. On the 4,096-rank
+long-context mix the best fit is what brings the step from ~5% to ~1% above
+the bound: list scheduling puts the last one-node jobs (a quarter of M each)
+on nodes already nearly full. The fastest schedule is returned when it beats
+`start`. The model is small (a few integers per bucket and per width; ~0.3 s
+per target at 4,096 ranks). It is not warm-started: the greedy's node counts
+rarely fit the slot fractions. Deterministic: single-threaded HiGHS/CBC with
+a node limit (`milp.MILP_NODE_LIMIT`), fixed seed, ties by index.
 """
 from __future__ import annotations
 
 import logging
+from itertools import combinations_with_replacement
 
 import numpy as np
 import pulp
@@ -50,6 +64,7 @@ from longctx.scheduler.milp import MILP_NODE_LIMIT, SolverUnavailable, limit_sta
 from longctx.scheduler.moldable import node_counts, node_time_table
 from longctx.scheduler.plan import Plan
 from longctx.scheduler.simulator import group_times_ms, simulate
+from longctx.scheduler.tail_fit import best_fit_schedule
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +72,26 @@ log = logging.getLogger(__name__)
 TARGET_FACTORS = (1.0, 1.01, 1.02, 1.03, 1.04, 1.05, 1.06, 1.08)
 #: feasible targets turned into complete schedules
 BUILT_TARGETS = 4
+#: slot lengths a column may use, as fractions of the target M: tenths, quarters and thirds
+SLOT_FRACTIONS = tuple(sorted({i / 10 for i in range(1, 11)} | {0.25, 0.75, 1 / 3, 2 / 3}, reverse=True))
+#: most jobs one column runs one after another
+MAX_SLOTS = 4
+
+
+def slot_patterns(fractions: tuple[float, ...], max_slots: int) -> tuple[tuple[float, ...], ...]:
+    """Every multiset of at most `max_slots` of `fractions` summing to 1 (a full column), largest first."""
+    found = {combo for n in range(1, max_slots + 1) for combo in combinations_with_replacement(fractions, n)
+             if abs(sum(combo) - 1.0) < 1e-9}
+    return tuple(sorted(found, reverse=True))
+
+
 #: a column of k nodes runs jobs one after another whose times fit these fractions of M
-PATTERNS = ((1.0,), (0.75, 0.25), (2 / 3, 1 / 3), (0.5, 0.5), (0.5, 0.25, 0.25), (1 / 3, 1 / 3, 1 / 3),
-            (0.25, 0.25, 0.25, 0.25))
+PATTERNS = slot_patterns(SLOT_FRACTIONS, MAX_SLOTS)
 FRACTIONS = tuple(sorted({f for pattern in PATTERNS for f in pattern}, reverse=True))
 #: length ratio of one bucket of long documents
 BUCKET_RATIO = 1.03
+#: relative MIP gap at which a target's solve stops (any solution meeting the target is usable)
+GAP_REL = 0.01
 #: tie-break weight of one column (in units of node-ms at the target) relative to the node-ms objective
 COLUMN_WEIGHT = 1e-3
 
@@ -120,40 +149,43 @@ def solve_columns(times: np.ndarray, counts: np.ndarray, buckets: list[np.ndarra
         if not mine:
             return None
         prob += pulp.lpSum(mine) == len(members)
-    columns = {}
-    for row in sorted({row for *_, row, _ in options}):
-        k = int(counts[row])
-        for p, pattern in enumerate(PATTERNS):
-            columns[(row, p)] = prob.add_variable(f"c_{row}_{p}", 0, nodes // k, cat="Integer")
-        for fraction in FRACTIONS:
-            jobs = [var for _, f, r, var in options if (r, f) == (row, fraction)]
-            if jobs:
-                prob += pulp.lpSum(pattern.count(fraction) * columns[(row, p)]
-                                   for p, pattern in enumerate(PATTERNS)) >= pulp.lpSum(jobs)
+    rows = sorted({row for *_, row, _ in options})
+    usable = {(f, row) for _, f, row, _ in options}  # (fraction, width) some job may take
+    columns = {(row, p): prob.add_variable(f"c_{row}_{p}", 0, nodes // int(counts[row]), cat="Integer")
+               for row in rows for p, pattern in enumerate(PATTERNS) if any((f, row) in usable for f in pattern)}
+    for fraction, row in sorted(usable):
+        prob += pulp.lpSum(pattern.count(fraction) * columns[(row, p)] for p, pattern in enumerate(PATTERNS)
+                           if (row, p) in columns) >= pulp.lpSum(var for _, f, r, var in options
+                                                                  if (f, r) == (fraction, row))
     prob += pulp.lpSum(int(counts[row]) * c for (row, _), c in columns.items()) <= nodes
-    node_ms = pulp.lpSum(float(counts[row] * times[row, buckets[b]].max()) * var for b, _, row, var in options)
+    node_ms = pulp.lpSum(float(counts[row] * times[row, buckets[b]].mean()) * var for b, _, row, var in options)
     prob += rpn * node_ms + tail_work <= cluster.num_ranks * target_ms
     prob += node_ms + COLUMN_WEIGHT * target_ms * pulp.lpSum(columns.values())
-    prob.solve(make_solver(solver, time_limit_s, node_limit))
+    prob.solve(make_solver(solver, time_limit_s, node_limit, gap_rel=GAP_REL))
     if prob.status != pulp.LpStatusOptimal or any(var.value() is None for *_, var in options):
         return None
-    queues: dict[tuple[int, float], list[int]] = {}
+    filled = _fill_columns(options, columns, buckets)
+    return None if filled is None else (filled, limit_status(prob, solver, "optimal"))
+
+
+def _fill_columns(options, columns, buckets) -> dict[tuple[int, int], list[list[int]]] | None:
+    """Jobs into the solved columns' slots of their fraction and width; {(row, pattern index): jobs per
+    column}, or None when integrality tolerance left a job without a slot."""
+    wanted: dict[tuple[float, int], list[int]] = {}  # (fraction, row) -> jobs, longest first
     for b, members in enumerate(buckets):
         queue = members.tolist()
         for bb, fraction, row, var in options:
             if bb == b:
                 take = int(round(var.value()))
-                queues.setdefault((row, fraction), []).extend(queue[:take])
+                wanted.setdefault((fraction, row), []).extend(queue[:take])
                 queue = queue[take:]
     out: dict[tuple[int, int], list[list[int]]] = {}
     for (row, p), c in columns.items():
         for _ in range(int(round(c.value() or 0))):
-            slots = [queues[(row, f)].pop(0) for f in PATTERNS[p] if queues.get((row, f))]
-            if slots:
-                out.setdefault((row, p), []).append(slots)
-    if any(queues.values()):  # integrality tolerance left a job without a slot: no plan from this target
-        return None
-    return out, limit_status(prob, solver, "optimal")
+            jobs = [wanted[(f, row)].pop(0) for f in PATTERNS[p] if wanted.get((f, row))]
+            if jobs:
+                out.setdefault((row, p), []).append(jobs)
+    return None if any(wanted.values()) else out
 
 
 def build_columns(ids: list[int], columns: dict[tuple[int, int], list[list[int]]], times: np.ndarray,
@@ -192,6 +224,8 @@ def longdoc_plan(lengths: np.ndarray, cluster: Cluster, cost_model: CostModel, l
     for factor in TARGET_FACTORS:
         if built >= BUILT_TARGETS or budget.expired(f"long-document MILP at {factor}x bound"):
             break
+        if best is not None and best[0] <= lower_bound * factor:  # a looser target rarely beats a plan under it
+            break
         try:
             found = solve_columns(times, counts, buckets, cluster, tail_work, lower_bound * factor, solver=solver,
                                   time_limit_s=budget.solver_limit_s(), node_limit=node_limit)
@@ -202,7 +236,11 @@ def longdoc_plan(lengths: np.ndarray, cluster: Cluster, cost_model: CostModel, l
             continue
         columns, status = found
         grid, placed = build_columns(node_ids, columns, times, counts, shapes, cluster)
-        step, groups = list_schedule(in_node, local_arr, local_ms, cluster, grid=grid, placed=placed)
+        step, groups = list_schedule(in_node, local_arr, local_ms, cluster, grid=grid.copy(), placed=list(placed))
+        for tail_target in (lower_bound, lower_bound * factor):
+            fitted = best_fit_schedule(in_node, local_arr, local_ms, cluster, grid, placed, tail_target)
+            if fitted[0] < step:
+                step, groups = fitted
         built += 1
         statuses.append(f"{factor:g}xLB {status}: {step:.1f} ms")
         if best is None or step < best[0]:

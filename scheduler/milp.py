@@ -125,19 +125,20 @@ class _HighsWithStart(pulp.HiGHS):
         return pulp.LpStatusOptimal, pulp.LpSolutionIntegerFeasible
 
 
-def make_solver(name: str, time_limit_s: float | None, node_limit: int = MILP_NODE_LIMIT):
+def make_solver(name: str, time_limit_s: float | None, node_limit: int = MILP_NODE_LIMIT, gap_rel: float | None = None):
     """A PuLP solver by name, stopping after `node_limit` nodes or `time_limit_s` seconds (None: no
-    wall-clock limit); SchedulerInputError if unknown, SolverUnavailable if not installed."""
+    wall-clock limit) or, given `gap_rel`, once the incumbent is within that relative gap of the best
+    bound; SchedulerInputError if unknown, SolverUnavailable if not installed."""
     if name not in SOLVERS:
         raise SchedulerInputError(f"solver={name!r}: choose one of {list(SOLVERS)}")
     if name == "highs":
         _highs_banner_shown()
         solver = _HighsWithStart(msg=False, timeLimit=time_limit_s, threads=1, random_seed=0,
-                                 mip_max_nodes=node_limit)
+                                 mip_max_nodes=node_limit, gapRel=gap_rel)
     else:
         with warnings.catch_warnings():  # PuLP 3.3 deprecates the bundled CBC; it is still the one shipped
             warnings.simplefilter("ignore", DeprecationWarning)
-            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, warmStart=True,
+            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=1, warmStart=True, gapRel=gap_rel,
                                        options=["randomSeed 1", "randomCbcSeed 1", f"maxNodes {node_limit}"])
     if not solver.available():
         raise SolverUnavailable(f"solver {name!r} ({type(solver).__name__}) is not available on this machine")
