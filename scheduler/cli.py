@@ -51,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, default="milp")
     p.add_argument("--solver", choices=SOLVERS, default="highs")
     p.add_argument("--time-limit", type=finite_arg(0.0, inclusive=True), default=1.0,
-                   help="wall-clock limit of the whole planning, preparation included, seconds (stages after it "
-                        "are skipped; the search is otherwise bounded by deterministic work limits)")
+                   help="wall-clock limit of the whole planning, preparation included, seconds: the static and "
+                        "quick (greedy) plans always run, later stages only while their estimated cost fits, the "
+                        "rest are skipped and named; the search is otherwise bounded by deterministic work limits")
     p.add_argument("--out", type=Path, default=Path("plan.json"), help="where to write the Plan JSON")
     p.add_argument("--rows", type=count_arg(0), default=30, help="groups shown in the table (longest first)")
     return p

@@ -29,7 +29,7 @@ import numpy as np
 
 from longctx.scheduler.budget import MIN_SOLVER_S, Budget
 from longctx.scheduler.cluster import Cluster
-from longctx.scheduler.cost_model import CostModel
+from longctx.scheduler.cost_model import CostModel, default_sizes
 from longctx.scheduler.errors import SchedulerInputError
 from longctx.scheduler.greedy import estimate_candidates, greedy_candidates, schedule_best, to_waves
 from longctx.scheduler.lower_bound import check_fits, lower_bound_ms, work_bound_ms
@@ -168,18 +168,20 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
     step = StepLengths.of(lengths)
     s = step.lengths
     exact_first = cluster.num_nodes <= EXACT_BOUND_MAX_NODES
+    sizes = search_sizes(cluster, cost_model, int(s.max(initial=0)))
     target = lower_bound_ms(s, cluster, cost_model, checked=True,
-                            shapes=None if exact_first else cost_model.shapes(cluster))
+                            shapes=None if exact_first else cost_model.shapes(cluster, sizes=sizes))
     cap = cost_model.max_tokens_per_rank(cluster)
     candidates = [best_static_checked(step, cluster, cost_model, target, "balanced")]
     candidates += _valid_peers(peer_plans, s, cluster, cost_model, cap, target)
     first_label = method if method == "greedy" else "greedy"
     quick_started = time.perf_counter()
-    candidates.insert(0, quick_plan(step, cluster, cost_model, target, kinds=ALL_KINDS, label="greedy-quick"))
+    candidates.insert(0, quick_plan(step, cluster, cost_model, target, kinds=ALL_KINDS, sizes=sizes,
+                                    label="greedy-quick"))
     schedule_s = time.perf_counter() - quick_started
     budget.reserve_s = schedule_s  # finishing (timing and checking the plan) costs about one schedule
     if budget.affords("longctx search (greedy, MILP, moldable)", SEARCH_COST * schedule_s):
-        spaces = [ShapeSpace(ALL_KINDS, None, first_label), ShapeSpace(("ring",), None, "ring-greedy")]
+        spaces = [ShapeSpace(ALL_KINDS, sizes, first_label), ShapeSpace(("ring",), sizes, "ring-greedy")]
         own = plan_in_spaces(s, cluster, cost_model, target, spaces, use_milp=method == "milp", solver=solver,
                              budget=budget, node_limit=milp_node_limit, method=method, moldable=True,
                              schedule_s=schedule_s)
@@ -204,6 +206,18 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
     plan.validate(cap, cluster.ranks_per_node)
     plan.solve_time_s = budget.elapsed_s()
     return plan
+
+
+def search_sizes(cluster: Cluster, cost_model: CostModel, longest: int) -> tuple[int, ...] | None:
+    """Group sizes the search uses: None (the cost model's default sizes) when one of them holds the longest
+    sequence (`longest` tokens), else the defaults and the smallest legal size that does (e.g. 5 nodes of
+    1 rank, which the defaults 1, 2, 3, 4, 6 x 8^k nodes skip)."""
+    defaults = default_sizes(cluster.ranks_per_node, cluster.num_ranks)
+    need = cost_model.min_group_size(longest, cluster) if longest else 1
+    if need <= max(defaults):
+        return None
+    rpn = cluster.ranks_per_node
+    return defaults + (need if need <= rpn else -(-need // rpn) * rpn,)
 
 
 def _reported_bound(s: np.ndarray, cluster: Cluster, cost_model: CostModel, target: float, exact: bool,

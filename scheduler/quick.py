@@ -28,10 +28,11 @@ from longctx.scheduler.step_lengths import StepLengths
 
 
 def quick_plan(step: StepLengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, *,
-               kinds: tuple[str, ...], label: str) -> Plan:
-    """The best-estimated greedy candidate over shapes of `kinds`, scheduled (`lower_bound` ms: the greedy's
-    targets are multiples of it). Plan.method is `label`."""
-    candidates = greedy_candidates(step.lengths, cluster, cost_model, lower_bound, kinds=kinds, label=label)
+               kinds: tuple[str, ...], sizes: tuple[int, ...] | None = None, label: str) -> Plan:
+    """The best-estimated greedy candidate over shapes of `kinds` and `sizes` (None: the default sizes),
+    scheduled (`lower_bound` ms: the greedy's targets are multiples of it). Plan.method is `label`."""
+    candidates = greedy_candidates(step.lengths, cluster, cost_model, lower_bound, kinds=kinds, sizes=sizes,
+                                   label=label)
     estimate_candidates(candidates, step.lengths, cluster, cost_model)
     best = min(range(len(candidates)), key=lambda c: (candidates[c].estimate_ms, c))
     free, placed = place_multi_rank(candidates[best].jobs, cluster)
@@ -56,9 +57,10 @@ def _add_local_groups(waves: list[list[PlanGroup]], sequences: np.ndarray, owner
     cuts = np.searchsorted(owner[by_rank], np.arange(ranks + 1))
     busy = np.flatnonzero(cuts[1:] > cuts[:-1])
     ids = sequences[by_rank].tolist()
-    waves.extend([] for _ in range(int(last_wave.max(initial=-1)) + 2 - len(waves)))
-    for r, wave, begin, end in zip(busy.tolist(), (last_wave[busy] + 1).tolist(), cuts[busy].tolist(),
-                                   cuts[busy + 1].tolist()):
-        waves[wave].append(PlanGroup([r], LOCAL.kind, LOCAL.ulysses_degree, ids[begin:end]))
-    while waves and not waves[-1]:
-        waves.pop()
+    wave_of = last_wave[busy] + 1
+    for wave in np.unique(wave_of).tolist():
+        if wave == len(waves):
+            waves.append([])
+        here = busy[wave_of == wave]
+        waves[wave].extend([PlanGroup([r], LOCAL.kind, LOCAL.ulysses_degree, ids[begin:end]) for r, begin, end
+                            in zip(here.tolist(), cuts[here].tolist(), cuts[here + 1].tolist())])

@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from longctx.scheduler import Cluster, CostModel, Plan, best_static_plan, lower_bound_ms, plan_step, simulate
@@ -63,6 +63,7 @@ lengths_strategy = st.lists(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lengths=lengths_strategy, ranks_per_node=st.sampled_from([1, 3, 8]), nodes=st.sampled_from([2, 3, 5]))
+@example(lengths=[384_765], ranks_per_node=1, nodes=5)  # needs 5 nodes: not a default size (1, 2, 3, 4, 6 x 8^k)
 def test_plans_under_a_zero_limit_are_valid_and_never_slower_than_static(lengths, ranks_per_node, nodes):
     cluster = Cluster(ranks_per_node * nodes, ranks_per_node=ranks_per_node)
     lengths = [x for x in lengths if x <= MODEL.max_tokens_per_rank(cluster) * cluster.num_ranks]
@@ -74,6 +75,13 @@ def test_plans_under_a_zero_limit_are_valid_and_never_slower_than_static(lengths
     assert static.predicted_step_time_ms == simulate(static, cluster, MODEL).step_time_ms  # one wave: exactly
     assert measured <= independent_step_time_ms(static, cluster, MODEL) * (1 + 1e-9) + 1e-9
     assert plan.lower_bound_ms <= measured * (1 + 1e-9) + 1e-9
+
+
+def test_a_sequence_needing_a_group_size_outside_the_default_sizes_is_planned_without_a_limit_too():
+    cluster = Cluster(5, ranks_per_node=1)
+    plan = plan_step([384_765, 1000], cluster, time_limit_s=None)
+    assert [len(g.ranks) for _, g in plan.groups() if 0 in g.sequences] == [5], plan.notes
+    assert independent_step_time_ms(plan, cluster, MODEL) == pytest.approx(plan.predicted_step_time_ms, rel=1e-9)
 
 
 class _SlowClock:
