@@ -17,7 +17,15 @@ What the runtime keeps (`longctx.runtime`, `longctx.model`), and so what is coun
   ``optimizer_sharding=none`` and no offload the parameters are the master
   weights and each rank holds m and v for all P; otherwise fp32 master, m and
   v for this rank's ``ceil(P / shards)`` elements, in host memory with
-  ``optimizer_offload``.
+  ``optimizer_offload``. With ``optimizer_offload`` the gradients stream into
+  fp32 host accumulators (4P, host) during backward
+  (`longctx.runtime.grad_stream`): the device holds at most two layers'
+  gradients (the layer autograd just produced and one layer of copies in the
+  staging ring; a layer: a block or the V*D embedding/head, the larger).
+  ``param_offload`` (`longctx.runtime.param_offload`): the blocks, the
+  embedding and (tiled loss) the final norm and head live as host copies in
+  the weights' dtype; the device holds the rest (untiled: the final norm and
+  head, and the embedding when tied to it) and the largest module in use.
 * saved activations per token per layer (`saved_per_token`), for fp32 and for
   bf16 autocast (linear outputs bf16; residual stream, norms, RoPE tables,
   attention log-sum-exp and loss fp32; the residual stream is in the device
@@ -60,6 +68,10 @@ PRECISION = ("fp32", "bf16")
 #: ZeRO bucket size in elements (longctx.runtime.zero.DEFAULT_BUCKET_ELEMENTS)
 BUCKET_ELEMENTS = 1 << 26
 FP32, INT64 = 4, 8
+ATTENTION_KERNELS = ("triton", "flash_attn", "reference")
+#: the reference kernel's tile (longctx.attention.reference QUERY_TILE, KEY_TILE) and how many fp32
+#: score-sized temporaries its backward holds at once (scores, probabilities, their gradient, dO V^T, mask)
+REFERENCE_TILE, REFERENCE_TEMPORARIES = (256, 1024), 5
 
 
 class MemoryModelError(ValueError):
@@ -83,8 +95,8 @@ class MemoryBreakdown:
     device: dict[str, float] = field(default_factory=dict)
     #: component -> bytes in host memory
     host: dict[str, float] = field(default_factory=dict)
-    #: "backward" or "gradient sync": the phase that holds the peak
-    peak_phase: str = "backward"
+    #: "backward (blocks)", "backward (head and loss)" or "gradient sync": the phase that holds the peak
+    peak_phase: str = "backward (blocks)"
     capacity_bytes: float | None = None
 
     @property
@@ -110,6 +122,11 @@ class MemoryModel:
     #: device bytes kept free for the allocator, CUDA context and framework
     reserved_bytes: float = 0.0
     bucket_elements: int = BUCKET_ELEMENTS
+    #: the attention kernel whose backward workspace is counted: "triton" (longctx's kernel: fp32 row
+    #: statistics only), "flash_attn" (+ an fp32 `[n, heads, head_dim]` dq accumulator) or "reference"
+    #: (the exact CPU kernel: fp32 head-major dq/dk/dv copied back token-major, plus per-tile score
+    #: temporaries)
+    attention_kernel: str = "triton"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISION:
@@ -118,6 +135,8 @@ class MemoryModel:
             raise MemoryModelError(f"world_size={self.world_size!r} must be an integer >= 1")
         if self.reserved_bytes < 0:
             raise MemoryModelError(f"reserved_bytes={self.reserved_bytes!r} must be >= 0")
+        if self.attention_kernel not in ATTENTION_KERNELS:
+            raise MemoryModelError(f"attention_kernel={self.attention_kernel!r}: choose one of {ATTENTION_KERNELS}")
 
     # ---- sizes ------------------------------------------------------------------------------
     @property
@@ -148,12 +167,35 @@ class MemoryModel:
         return 2 * math.ceil(s.vocab_size * s.dim / shards) + s.n_layers * per_layer + math.ceil(s.dim / shards)
 
     # ---- model states -----------------------------------------------------------------------
+    def _layer_elements(self) -> tuple[int, int]:
+        """Parameter elements of (one decoder block, the embedding or the head matrix)."""
+        s = self.shape
+        return 2 * s.dim * s.dim + 2 * s.dim * s.kv_dim + 3 * s.dim * s.ffn_dim + 2 * s.dim, s.vocab_size * s.dim
+
+    def _parameter_bytes(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(device, host) bytes of the weights: all on the device, or with ``param_offload`` the resident
+        ones plus the largest module in use on the device and host copies of the offloaded ones."""
+        p, weights, s = self.shape.num_parameters(), self.residual_bytes, self.shape
+        if not self.settings.param_offload:
+            return {"parameters": weights * p}, {}
+        block, matrix = self._layer_elements()
+        if self.settings.loss_tile_tokens is not None:
+            resident, in_flight = 0, max(block, matrix + s.dim)  # the final norm and head are used together
+        else:
+            resident, in_flight = s.dim + matrix, (block if s.tie_embeddings else max(block, matrix))
+        return ({"parameters (resident)": weights * resident, "parameters (in flight)": weights * in_flight},
+                {"parameter copies": weights * (p - resident)})
+
     def state_bytes(self) -> dict[str, dict[str, float]]:
         """{"device": {...}, "host": {...}} bytes of parameters, gradients and optimizer states."""
         p = self.shape.num_parameters()
         weights = self.residual_bytes  # bf16 next to fp32 masters elsewhere, or the fp32 masters themselves
-        device = {"parameters": weights * p, "gradients": weights * p}
-        host: dict[str, float] = {}
+        device, host = self._parameter_bytes()
+        if self.settings.optimizer_offload:
+            device["gradients (in flight)"] = 2 * weights * max(self._layer_elements())
+            host["gradient accumulators"] = FP32 * p
+        else:
+            device["gradients"] = weights * p
         if not self._sharded_path():
             device["optimizer states"] = 2 * FP32 * p
         else:
@@ -183,7 +225,7 @@ class MemoryModel:
         """Bytes per token one block saves under the checkpointing setting."""
         s, r = self.shape, self.residual_bytes
         mode = self.settings.checkpointing
-        if mode == "full":
+        if mode in ("full", "tiled"):
             return r * s.dim
         if mode == "selective":
             return r * s.dim + self.matmul_bytes * s.dim + FP32 * s.n_heads
@@ -206,8 +248,8 @@ class MemoryModel:
         if self.settings.loss_tile_tokens is None:
             head = head_norm + (self.residual_bytes if a == self.residual_bytes else a) * s.dim
             loss = FP32 * s.vocab_size + INT64  # the cross-entropy's fp32 log-softmax and the targets
-        else:
-            head, loss = head_norm + self.residual_bytes * s.dim + INT64, 0.0
+        else:  # the tiled head+loss keeps the last block's output and the targets (the final norm is tiled too)
+            head, loss = self.residual_bytes * s.dim + INT64, 0.0
         rope = FP32 * s.head_dim if self.settings.checkpointing == "none" else 0.0
         return {"block": block, "rope": rope, "embedding": INT64, "head": head, "loss": loss}
 
@@ -218,12 +260,13 @@ class MemoryModel:
         s, a, r = self.shape, self.matmul_bytes, self.residual_bytes
         if a == r == FP32:
             return {"block": 0.0, "head": 0.0}
+        tiled_head = self.settings.loss_tile_tokens is not None
         if a != r:
             attention = 2 * s.dim * s.dim + 2 * s.dim * s.kv_dim
             mlp = 0 if self.settings.mlp_tile_tokens is not None else 3 * s.dim * s.ffn_dim
-            head = 0 if self.settings.loss_tile_tokens is not None else s.vocab_size * s.dim
+            head = 0 if tiled_head else s.vocab_size * s.dim
             return {"block": a * (attention + mlp), "head": a * head}
-        return {"block": 2 * FP32 * s.dim, "head": FP32 * s.dim}
+        return {"block": 2 * FP32 * s.dim, "head": 0.0 if tiled_head else FP32 * s.dim}
 
     def saved_bytes(self, tokens: int) -> dict[int | str, LayerBytes]:
         """Saved bytes of one micro-batch shard of `tokens` tokens per layer key (block index, "embedding",
@@ -240,35 +283,84 @@ class MemoryModel:
         return {key: LayerBytes(0.0, value) if self.offloaded(key) else LayerBytes(value, 0.0)
                 for key, value in amounts.items()}
 
+    # ---- working sets -----------------------------------------------------------------------
+    def block_working_set(self, n: int) -> dict[str, float]:
+        """Transient device bytes while one block back-propagates a shard of `n` tokens, by component.
+
+        Checkpointing full/selective: the recomputed layer's every intermediate (its "none" set), three
+        fp32 `[n, dim]` activation gradients and dq/dk/dv. Tiled (`longctx.model.tiled_block`): the
+        whole-shard q/k/v, attention output and lse, the block's output gradient (which the input
+        gradient overwrites) and the attention output's gradient, plus the larger of one token tile's
+        intermediates with its MLP tile, and dq/dk/dv with the attention workspace.
+        Otherwise: one MLP tile, the attention backward's workspace (its fp32 row statistics; plus an fp32
+        dq accumulator for kernels that keep one, see `attention_kernel`), the RoPE tables of checkpointed
+        blocks (fp32 cos and sin), the attention communication buffers on a group of several ranks.
+        """
+        s, a, r = self.shape, self.matmul_bytes, self.residual_bytes
+        mode, tile = self.settings.checkpointing, self.settings.mlp_tile_tokens
+        qkv = a * (s.dim + 2 * s.kv_dim)
+        mlp_tile = min(n, tile or n) * 6 * a * s.ffn_dim
+        workspace = self._attention_workspace(n)
+        if mode == "tiled":  # the larger of two moments: a token tile's recompute + backward, attention's backward
+            kept = (qkv + a * s.dim + FP32 * s.n_heads) * n  # q, k, v, the attention output, its lse
+            gradients = (r * s.dim + a * s.dim) * n  # the output's gradient (the input's overwrites it) and dO
+            tile_set = min(n, tile) * self._block_saved_none()
+            if tile_set + mlp_tile >= qkv * n + workspace:
+                recompute, workspace = kept + tile_set, 0.0
+            else:  # dq, dk, dv
+                recompute, gradients, mlp_tile = kept, gradients + qkv * n, 0.0
+        else:
+            recompute = self._block_saved_none() * n if mode != "none" else 0.0
+            gradients = (3 * FP32 * s.dim + qkv) * n
+        ring = 2 * 2 * a * s.kv_dim
+        ulysses = 2 * a * (2 * s.dim + 2 * s.kv_dim)
+        return {
+            "layer recompute": recompute,
+            "activation gradients": gradients,
+            "MLP tile": mlp_tile,
+            "attention backward workspace": workspace,
+            "RoPE tables": FP32 * s.head_dim * n if mode != "none" else 0.0,
+            "attention communication": max(ring, ulysses) * n if self.world_size > 1 else 0.0,
+        }
+
+    def _attention_workspace(self, n: int) -> float:
+        """Bytes the attention kernel's backward allocates for a shard of `n` tokens (see `attention_kernel`)."""
+        s = self.shape
+        per_token = FP32 * s.n_heads  # the row statistics D = rowsum(dO * O)
+        if self.attention_kernel == "flash_attn":
+            return (per_token + FP32 * s.dim) * n
+        if self.attention_kernel == "reference":
+            rows, keys = (min(n, t) for t in REFERENCE_TILE)
+            scores = REFERENCE_TEMPORARIES * FP32 * s.n_heads * rows * keys
+            return (per_token + FP32 * (s.dim + 2 * s.kv_dim)) * n + scores
+        return per_token * n
+
+    def head_working_set(self, n: int) -> dict[str, float]:
+        """Transient device bytes while the head and loss back-propagate: one loss tile (logits in the
+        matmul dtype, fp32 logits, log-softmax and its gradient) and the last block output's gradient."""
+        s = self.shape
+        loss_rows = min(n, self.settings.loss_tile_tokens or n)
+        return {"loss tile": loss_rows * s.vocab_size * (self.matmul_bytes + 3 * FP32),
+                "activation gradients": self.residual_bytes * s.dim * n,
+                "RoPE tables": FP32 * s.head_dim * n if self.settings.checkpointing != "none" else 0.0}
+
     # ---- the peak ---------------------------------------------------------------------------
     def breakdown(self, tokens: int, capacity_bytes: float | None = None) -> MemoryBreakdown:
         """Peak device bytes of a rank running shards of `tokens` tokens, by component, and host bytes."""
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
             raise MemoryModelError(f"tokens={tokens!r} must be an integer >= 0")
-        s, a, n = self.shape, self.matmul_bytes, tokens
+        s, n = self.shape, tokens
         states = self.state_bytes()
         saved = self.saved_bytes(n)
-        resident = sum(layer.resident for layer in saved.values())
         offloaded = sum(layer.offloaded for layer in saved.values())
         in_flight = min(self.settings.offload_layers_in_flight, s.n_layers) * saved[s.n_layers - 1].offloaded
-        recompute = self._block_saved_none() * n if self.settings.checkpointing != "none" else 0.0
-        gradients_in_flight = 3 * FP32 * s.dim * n + a * (s.dim + 2 * s.kv_dim) * n
-        mlp_tile = min(n, self.settings.mlp_tile_tokens or n) * 6 * a * s.ffn_dim
-        loss_rows = min(n, self.settings.loss_tile_tokens or n)
-        loss_tile = loss_rows * s.vocab_size * (a + 3 * FP32)
-        ring = 2 * 2 * a * s.kv_dim
-        ulysses = 2 * a * (2 * s.dim + 2 * s.kv_dim)
-        backward = {
-            **states["device"],
-            "saved activations (resident)": resident,
-            "offload buffers (layers in flight)": in_flight,
-            "layer recompute": recompute,
-            "activation gradients": gradients_in_flight,
-            "MLP tile": mlp_tile,
-            "loss tile": loss_tile,
-            "attention communication": max(ring, ulysses) * n if self.world_size > 1 else 0.0,
-            "reserved": self.reserved_bytes,
-        }
+        kept = {"saved activations (resident)": sum(layer.resident for layer in saved.values()),
+                "offload buffers (layers in flight)": in_flight, "reserved": self.reserved_bytes}
+        # a block back-propagates after the head and loss did: their saved tensors are gone by then
+        blocks_kept = {**kept, "saved activations (resident)": kept["saved activations (resident)"]
+                       - saved["head"].resident - saved["loss"].resident}
+        blocks = {**states["device"], **blocks_kept, **self.block_working_set(n)}
+        head = {**states["device"], **kept, **self.head_working_set(n)}
         if self._sharded_path():
             reduction = 2 * FP32 * min(self.bucket_elements, self.shards * self.owned_elements())
         else:
@@ -278,8 +370,8 @@ class MemoryModel:
         sync = {**states["device"], "gradient sync buffers": reduction, "optimizer step temporaries": stepped,
                 "reserved": self.reserved_bytes}
         host = {**states["host"], "offloaded activations": offloaded}
-        phase, device = ("backward", backward) if sum(backward.values()) >= sum(sync.values()) \
-            else ("gradient sync", sync)
+        phase, device = max((("backward (blocks)", blocks), ("backward (head and loss)", head),
+                             ("gradient sync", sync)), key=lambda item: sum(item[1].values()))
         return MemoryBreakdown(tokens, {k: v for k, v in device.items() if v}, {k: v for k, v in host.items() if v},
                                phase, capacity_bytes)
 

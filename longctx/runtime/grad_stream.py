@@ -17,8 +17,9 @@ ring on a side stream (ordered after the compute stream's work that produced
 it) and keeps the device gradient alive until the copy's event; when the ring
 is full, and at `drain`, the pending copies are waited for (their seconds
 counted in `exposed_copy_s`) and added into the accumulators on the CPU. The
-ring holds `ring_bytes` (twice the largest layer's gradient bytes by default),
-which bounds the device gradients in flight. CPU: the "device" is host memory
+ring holds `ring_bytes` (`ShardedAdamW`: the largest layer's gradient bytes),
+so at most two layers' gradients are on the device at once: the one autograd
+just produced and one whose copies are in flight. CPU: the "device" is host memory
 too; the hook adds the gradient into the accumulator directly, a separate
 tensor, so the bookkeeping and exactness are the same as on a GPU.
 
@@ -63,7 +64,7 @@ class GradientStream:
     """fp32 host accumulators for `params`, filled by post-accumulate-grad hooks (see the module docstring).
 
     Per step: `zero()` before the first micro-batch, `drain()` before reading `accumulators`.
-    `ring_bytes`: the CUDA staging ring's size (at least the largest parameter's gradient bytes).
+    `ring_bytes`: the CUDA staging ring's size (at least the largest parameter's gradient bytes; a layer's).
     """
 
     def __init__(self, params: Sequence[nn.Parameter], ring_bytes: int) -> None:

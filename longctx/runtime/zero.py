@@ -104,7 +104,7 @@ class ShardedAdamW:
             self.torch_optimizer.state[master] = {
                 "step": torch.tensor(0.0), "exp_avg": torch.zeros_like(master), "exp_avg_sq": torch.zeros_like(master)}
         #: the gradients' fp32 host accumulators, filled during backward (with `offload`; else None)
-        self.stream = GradientStream(self.params, 2 * max(layer_parameter_bytes(model))) if offload else None
+        self.stream = GradientStream(self.params, max(layer_parameter_bytes(model))) if offload else None
         self.weights_home: Callable[[nn.Parameter], torch.Tensor] = _itself
 
     def zero_grad(self, set_to_none: bool = True) -> None:

@@ -48,21 +48,37 @@ def saved_bytes(model_name: str, memory: MemoryConfig, tokens: int, precision: s
 
 
 def state_bytes(model_name: str, memory: MemoryConfig) -> dict[str, int]:
-    """Bytes of parameters, gradients and optimizer state tensors on this rank after one step (collective)."""
+    """Bytes of parameters, gradients and optimizer state tensors on this rank after one step (collective).
+
+    With gradient streaming (``optimizer_offload``): the most gradient bytes alive on the device at once
+    (the stream's meter) and the host accumulators; with ``param_offload``: the resident parameters, the
+    most offloaded parameter bytes materialised at once, and the host copies."""
     from longctx.runtime.optim import make_optimizer
+    from longctx.runtime.param_offload import parameter_offload
     from longctx.runtime.zero import ShardedAdamW
 
     torch.manual_seed(0)
     config = ModelConfig.preset(model_name)
     model = Decoder(config)
     optimizer, _ = make_optimizer(model, OptimConfig(), 1, memory)
+    residency = parameter_offload(model, memory, optimizer)
+    activations = RankActivations(memory, model.parameters(), torch.device("cpu"), residency)
     docs, positions, cu_seqlens = _batch(config.vocab_size, 64)
-    model.loss(torch.cat(docs), positions, cu_seqlens, next_token_targets(docs), 61).backward()
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters())
+    with activations.micro_batch() as scopes:
+        model.loss(torch.cat(docs), positions, cu_seqlens, next_token_targets(docs), 61, memory=scopes).backward()
+    params = [p for p in model.parameters() if residency is None or not residency.offloaded(p)]
+    out = {"parameters": sum(p.numel() * p.element_size() for p in params)}
+    if residency is not None:
+        out = {"parameters (resident)": out["parameters"], "parameters (in flight)": residency.peak_device_bytes,
+               "parameter copies": residency.host_bytes()}
+    stream = getattr(optimizer, "stream", None)
+    if stream is None:
+        out["gradients"] = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters())
+    else:
+        out.update({"gradients (in flight)": stream.peak_device_bytes, "gradient accumulators": stream.host_bytes()})
     optimizer.synchronize_gradients(1.0)
     optimizer.step()
     adam = optimizer.torch_optimizer.state
     moments = sum(t.numel() * t.element_size() for state in adam.values() for k, t in state.items() if k != "step")
     masters = sum(m.numel() * 4 for m in optimizer.masters) if isinstance(optimizer, ShardedAdamW) else 0
-    return {"parameters": params, "gradients": grads, "optimizer states": moments + masters}
+    return {**out, "optimizer states": moments + masters}
