@@ -10,12 +10,12 @@ layer's weights (each in its own saved-tensor scope, so copy-out / prefetch over
 layers as in a model) on one packed document, once to warm up (not at ``--long-tokens``) and once
 measured. Per case it records:
 
-* peak: ``max_memory_allocated`` above the weights and the input (CUDA), or the hooks' saved-activation
-  peak (CPU: no allocator statistics; working sets not included), bytes;
+* peak: the most bytes allocated at once above the weights and the input (`longctx.runtime.memory_peak`:
+  ``max_memory_allocated`` on CUDA, the profiler's allocation events on CPU);
 * predicted: `longctx.scheduler.memory_model.MemoryModel` for the same settings: the layers' saved
-  bytes (resident) + the offload buffers of the layers in flight + the backward working set (layer
-  recompute, activation gradients, MLP tile), bytes (``peak_vs_predicted``, CUDA only); and the
-  first layer's saved bytes counted by the hooks vs predicted (``saved_vs_predicted``, both devices);
+  bytes (resident) + the offload buffers of the layers in flight + one block's backward working set
+  (`MemoryModel.block_working_set`) + the block's weight gradients (``peak_vs_predicted``); and the
+  first layer's saved bytes counted by the hooks vs predicted (``saved_vs_predicted``);
 * seconds of forward + backward (CUDA events / wall clock);
 * copy time: bytes offloaded and prefetched; ``copy_total_s`` from the pinned-copy bandwidth measured
   at start; ``copy_exposed_s`` = time of the case minus time of the same checkpointing without offload;
@@ -35,17 +35,19 @@ from pathlib import Path
 
 import torch
 
+from longctx.attention.backends import get_backend
 from longctx.model import Decoder, ModelConfig
-from longctx.model.activation_checkpoint import checkpointed_block
+from longctx.model.activation_memory import ActivationMemory
+from longctx.model.decoder import run_block
 from longctx.model.rope import rope_tables
 from longctx.runtime.config import MemoryConfig
+from longctx.runtime.memory_peak import PeakAllocated
 from longctx.runtime.offload import SavedTensorHooks
 from longctx.runtime.precision import compute_autocast
 from longctx.scheduler.memory_model import MemoryModel
 
-MODES = [("none", "none"), ("selective", "none"), ("full", "none"), ("none", "all"),
-         ("selective", "checkpoints"), ("full", "checkpoints"), ("full", "all")]
-WORKING_SET = ("layer recompute", "activation gradients", "MLP tile")
+MODES = [("none", "none"), ("selective", "none"), ("full", "none"), ("tiled", "none"), ("none", "all"),
+         ("selective", "checkpoints"), ("full", "checkpoints"), ("tiled", "checkpoints"), ("full", "all")]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,56 +76,52 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30) -> float:
     return 2 * nbytes / (time.perf_counter() - started)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run_case(block, config: ModelConfig, memory: MemoryConfig, tokens: int, layers: int, device: torch.device,
              precision: str) -> dict:
     """Forward + backward of `layers` applications of `block` on `tokens` tokens; measured numbers."""
     hooks = SavedTensorHooks(memory.offload, memory.checkpointing, device, block.parameters(),
                              memory.offload_layers_in_flight)
+    activation_memory = ActivationMemory(memory.checkpointing, memory.mlp_tile_tokens, memory.loss_tile_tokens,
+                                         hooks.scope)
     cos, sin = rope_tables(torch.arange(tokens, device=device), config.head_dim, config.rope_theta)
     x = torch.randn(tokens, config.dim, device=device, requires_grad=True)
-    _sync(device)
-    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
-    with hooks.micro_batch():
+    with PeakAllocated(device) as peak, hooks.micro_batch():
         h, plan = x, None
         for index in range(layers):
             with hooks.scope(index), compute_autocast(precision, device):
-                if memory.checkpointing == "none":
-                    h, plan = block(h, cos, sin, [0, tokens], _LOCAL, plan, mlp_tile_tokens=memory.mlp_tile_tokens)
-                else:
-                    h, plan = checkpointed_block(block, h, cos, sin, [0, tokens], _LOCAL, plan,
-                                                 selective=memory.checkpointing == "selective",
-                                                 mlp_tile_tokens=memory.mlp_tile_tokens)
+                h, plan = run_block(block, h, cos, sin, [0, tokens], _LOCAL, plan, activation_memory)
         h.float().square().mean().backward()
-        _sync(device)
     seconds = time.perf_counter() - started
     accounting = hooks.accounting
-    peak = (torch.cuda.max_memory_allocated(device) - base) if device.type == "cuda" else accounting.peak_resident_bytes
     block.zero_grad(set_to_none=True)
-    return {"seconds": seconds, "peak_bytes": peak, "peak_measured": device.type == "cuda",
+    return {"seconds": seconds, "peak_bytes": peak.bytes,
             "saved_resident_bytes": accounting.peak_resident_bytes, "offloaded_bytes": accounting.offloaded_bytes,
             "prefetched_bytes": accounting.prefetched_bytes, "host_wait_s": accounting.exposed_copy_s,
             "saved_per_layer": {str(k): [v.resident, v.offloaded] for k, v in accounting.layers.items()}}
 
 
-def predict(config: ModelConfig, memory: MemoryConfig, tokens: int, layers: int, precision: str) -> dict:
-    """The memory model's saved bytes per layer and the case's peak above weights and input."""
-    model = MemoryModel(config, memory, precision)
-    saved = model.saved_bytes(tokens)
-    breakdown = model.breakdown(tokens).device
-    per_layer = saved[0]
+def predict(config: ModelConfig, memory: MemoryConfig, tokens: int, layers: int, precision: str,
+            kernel: str, on_cpu: bool) -> dict:
+    """The memory model's saved bytes per layer and the case's peak above the weights: the layers' saved bytes,
+    the offload buffers in flight, one block's backward working set, and the weight gradients."""
+    model = MemoryModel(config, memory, precision, attention_kernel=kernel)
+    per_layer = model.saved_bytes(tokens)[0]
     resident = layers * per_layer.resident
     buffers = min(memory.offload_layers_in_flight, layers) * per_layer.offloaded
-    working = sum(breakdown.get(key, 0.0) for key in WORKING_SET)
+    working = sum(model.block_working_set(tokens).values())
+    block_parameters = (config.num_parameters() - 2 * config.vocab_size * config.dim - config.dim) / config.n_layers
+    gradients = model.residual_bytes * block_parameters
+    # on CPU the host store is the same allocator's memory: every offloaded byte counts, twice once prefetched
+    buffers = 2 * layers * per_layer.offloaded if on_cpu else buffers
     return {"predicted_saved_per_layer": [per_layer.resident, per_layer.offloaded],
-            "predicted_peak_bytes": resident + buffers + working}
+            "predicted_peak_bytes": resident + buffers + working + gradients}
+
+
+def attention_kernel(device: torch.device, dtype: torch.dtype) -> str:
+    """The memory model's `attention_kernel` for the backend "auto" picks here (sdpa: counted as flash_attn)."""
+    name = get_backend("auto", device, dtype).name
+    return {"sdpa": "flash_attn"}.get(name, name)
 
 
 class _Local:
@@ -145,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     block = Decoder(config).blocks[0].to(device)
     bandwidth = copy_bandwidth(device)
+    kernel = attention_kernel(device, torch.bfloat16 if precision == "bf16" else torch.float32)
     default = MemoryConfig()
     cases = [(tokens, MemoryConfig(checkpointing=c, offload=o, mlp_tile_tokens=mlp_tile), True) for c, o in MODES]
     cases.append((long_tokens, default, False))
@@ -152,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for case_tokens, memory, warm in cases:
         row = {"tokens": case_tokens, "layers": args.layers, "checkpointing": memory.checkpointing,
                "offload": memory.offload, "mlp_tile_tokens": memory.mlp_tile_tokens,
-               **predict(config, memory, case_tokens, args.layers, precision)}
+               **predict(config, memory, case_tokens, args.layers, precision, kernel, device.type == "cpu")}
         try:
             if warm:
                 run_case(block, config, memory, case_tokens, args.layers, device, precision)
@@ -172,8 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             row["copy_hidden_s"] = max(row["copy_total_s"] - row["copy_exposed_s"], 0.0)
         measured_layer, predicted_layer = sum(row["saved_per_layer"]["0"]), sum(row["predicted_saved_per_layer"])
         row["saved_vs_predicted"] = measured_layer / predicted_layer - 1
-        if row["peak_measured"]:  # the CPU peak is the saved bytes only, not comparable with the whole peak
-            row["peak_vs_predicted"] = row["peak_bytes"] / row["predicted_peak_bytes"] - 1
+        row["peak_vs_predicted"] = row["peak_bytes"] / row["predicted_peak_bytes"] - 1
         results.append(row)
         print(json.dumps(row), flush=True)
     out = Path(args.out or f"benchmarks/results/memory/gpu_memory_check{'_tiny' if args.tiny else ''}.json")

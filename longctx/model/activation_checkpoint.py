@@ -22,7 +22,7 @@ of the selective forward's attention call is kept out of those hooks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager
 
 import torch
 from torch import nn
@@ -70,8 +70,9 @@ def _replaying(out_heads: torch.Tensor, lse: torch.Tensor) -> Callable:
 
 
 @dataclass
-class _BlockCall:
-    """The non-tensor arguments of one checkpointed block call (the plan is filled by the first layer)."""
+class BlockArguments:
+    """The non-tensor arguments of one checkpointed block call (the plan is filled by the first layer's forward);
+    `weights(block)` wraps every use of the block's weights."""
 
     block: nn.Module
     cos: torch.Tensor
@@ -79,6 +80,11 @@ class _BlockCall:
     cu_seqlens: Any
     layout: Any
     plan: HybridPlan | None
+    weights: Callable[[nn.Module], ContextManager]
+
+
+@dataclass
+class _BlockCall(BlockArguments):
     selective: bool
     mlp_tile_tokens: int | None
 
@@ -92,7 +98,8 @@ class _CheckpointedBlock(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, call: _BlockCall, *params):
         kept: list[torch.Tensor] = []
-        out = call.run(x, _capturing(kept) if call.selective else run_planned)
+        with call.weights(call.block):
+            out = call.run(x, _capturing(kept) if call.selective else run_planned)
         ctx.call, ctx.autocast = call, capture(x.device)
         ctx.save_for_backward(x, *kept)
         return out
@@ -103,7 +110,7 @@ class _CheckpointedBlock(torch.autograd.Function):
         call = ctx.call
         params = list(call.block.parameters())
         wanted_params = [p for p, needed in zip(params, ctx.needs_input_grad[2:]) if needed]
-        with torch.enable_grad(), replay(ctx.autocast):
+        with call.weights(call.block), torch.enable_grad(), replay(ctx.autocast):
             x_leaf = x.detach().requires_grad_()
             out = call.run(x_leaf, _replaying(*kept) if kept else run_planned)
             grads = torch.autograd.grad(out, [x_leaf, *wanted_params], grad_out, allow_unused=True)
@@ -113,8 +120,10 @@ class _CheckpointedBlock(torch.autograd.Function):
 
 def checkpointed_block(block: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cu_seqlens: Any,
                        layout: Any, plan: HybridPlan | None, *, selective: bool,
-                       mlp_tile_tokens: int | None) -> tuple[torch.Tensor, HybridPlan]:
-    """``block(x, ...)`` keeping only the checkpoint for backward; returns (output `[n, dim]`, attention plan)."""
-    call = _BlockCall(block, cos, sin, cu_seqlens, layout, plan, selective, mlp_tile_tokens)
+                       mlp_tile_tokens: int | None,
+                       weights: Callable[[nn.Module], ContextManager]) -> tuple[torch.Tensor, HybridPlan]:
+    """``block(x, ...)`` keeping only the checkpoint for backward; returns (output `[n, dim]`, attention plan).
+    `weights(block)` wraps every use of the block's weights (forward, recompute and backward)."""
+    call = _BlockCall(block, cos, sin, cu_seqlens, layout, plan, weights, selective, mlp_tile_tokens)
     out = _CheckpointedBlock.apply(x, call, *block.parameters())
     return out, call.plan

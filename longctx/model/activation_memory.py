@@ -22,7 +22,7 @@ def _no_scope(layer: int | str) -> ContextManager:
     return contextlib.nullcontext()
 
 
-def _resident_weights(module: nn.Module) -> ContextManager:
+def resident_weights(module: nn.Module) -> ContextManager:
     return contextlib.nullcontext()
 
 
@@ -46,7 +46,7 @@ class ActivationMemory:
     mlp_tile_tokens: int | None = None
     loss_tile_tokens: int | None = None
     scope: Callable[[int | str], ContextManager] = _no_scope
-    weights: Callable[[nn.Module], ContextManager] = _resident_weights
+    weights: Callable[[nn.Module], ContextManager] = resident_weights
 
     def __post_init__(self) -> None:
         if self.checkpointing not in CHECKPOINTING:

@@ -14,40 +14,22 @@ and reused by every other layer of the same forward.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from longctx.attention import HybridPlan, plan_attention, run_planned
+from longctx.attention import HybridPlan, run_planned
 from longctx.model.activation_checkpoint import checkpointed_block
+from longctx.model.attention_layout import LOCAL, AttentionLayout, attention_plan
 from longctx.model.activation_memory import EMBEDDING, HEAD, LOSS, PLAIN, ActivationMemory
 from longctx.model.config import ModelConfig
 from longctx.model.layers import RMSNorm, SwiGLU, at_least_fp32
 from longctx.model.loss import step_loss
 from longctx.model.rope import apply_rope, rope_tables
+from longctx.model.tiled_block import tiled_checkpointed_block
 from longctx.model.tiled_loss import tiled_head_loss
 from longctx.model.tiled_mlp import tiled_swiglu
-
-
-@dataclass(frozen=True)
-class AttentionLayout:
-    """How attention runs for one packed batch: the group's kind, its process group, the backend.
-
-    kind: "local" | "ring" | "ulysses" | "hybrid"; group: the process group of
-    the ranks sharing the batch (None for "local"); ulysses_degree: for
-    "hybrid" (None lets attention choose); backend: a name from
-    `longctx.attention.backends` or "auto".
-    """
-
-    kind: str = "local"
-    group: Any = None
-    ulysses_degree: int | None = None
-    backend: str = "auto"
-
-
-LOCAL = AttentionLayout()
 
 
 class Attention(nn.Module):
@@ -69,16 +51,18 @@ class Attention(nn.Module):
         `core(q, k, v, plan)` computes the attention output (`run_planned`; layer checkpoints swap in one
         that keeps or replays it, see `longctx.model.activation_checkpoint`).
         """
+        q, k, v = self.projections(x, cos, sin)
+        plan = plan or attention_plan(q, k, v, cu_seqlens, layout)
+        with torch.autocast(q.device.type, enabled=False):  # bf16 q/k/v in, fp32 statistics inside (runtime.precision)
+            out = core(q, k, v, plan)
+        return self.o(out.reshape(x.shape[0], self.config.dim)), plan
+
+    def projections(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Rotated q `[n, n_heads, head_dim]`, rotated k and v `[n, n_kv_heads, head_dim]` of `x` `[n, dim]`."""
         n, c = x.shape[0], self.config
         q = apply_rope(self.q(x).view(n, c.n_heads, c.head_dim), cos, sin)
         k = apply_rope(self.k(x).view(n, c.n_kv_heads, c.head_dim), cos, sin)
-        v = self.v(x).view(n, c.n_kv_heads, c.head_dim)
-        if plan is None:
-            plan = plan_attention(q, k, v, cu_seqlens, kind=layout.kind, group=layout.group,
-                                  ulysses_degree=layout.ulysses_degree, backend=layout.backend)
-        with torch.autocast(q.device.type, enabled=False):  # bf16 q/k/v in, fp32 statistics inside (runtime.precision)
-            out = core(q, k, v, plan)
-        return self.o(out.reshape(n, c.dim)), plan
+        return q, k, self.v(x).view(n, c.n_kv_heads, c.head_dim)
 
 
 class Block(nn.Module):
@@ -102,6 +86,34 @@ class Block(nn.Module):
         normed = self.mlp_norm(x)
         mlp = self.mlp(normed) if mlp_tile_tokens is None else tiled_swiglu(self.mlp, normed, mlp_tile_tokens)
         return x + mlp, plan
+
+    def attention_inputs(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The token-wise part before attention: rotated q, k, v (`Attention.projections`) of `x` `[n, dim]`."""
+        return self.attention.projections(self.attention_norm(x), cos, sin)
+
+    def after_attention(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """The token-wise part after attention: the block's output `[n, dim]` from its input `x` `[n, dim]` and
+        the attention output `attended` `[n, n_heads, head_dim]`."""
+        x = x + self.attention.o(attended.reshape(x.shape[0], -1))
+        return x + self.mlp(self.mlp_norm(x))
+
+
+def run_block(block: Block, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+              cu_seqlens: torch.Tensor | Sequence[int], layout: AttentionLayout, plan: HybridPlan | None,
+              memory: ActivationMemory) -> tuple[torch.Tensor, HybridPlan]:
+    """One block on `x` `[n, dim]` with `memory`'s checkpointing and tiles; returns (output, attention plan).
+
+    The tiled checkpoint writes its input gradient over its output's: a block's output is only read by
+    the next block or the head (see `tiled_checkpointed_block`)."""
+    if memory.checkpointing == "none":
+        return block(x, cos, sin, cu_seqlens, layout, plan, mlp_tile_tokens=memory.mlp_tile_tokens)
+    if memory.checkpointing == "tiled":
+        return tiled_checkpointed_block(block, x, cos, sin, cu_seqlens, layout, plan,
+                                        tile_tokens=memory.mlp_tile_tokens, weights=memory.weights,
+                                        gradient_in_place=True)
+    return checkpointed_block(block, x, cos, sin, cu_seqlens, layout, plan,
+                              selective=memory.checkpointing == "selective",
+                              mlp_tile_tokens=memory.mlp_tile_tokens, weights=memory.weights)
 
 
 class Decoder(nn.Module):
@@ -144,17 +156,12 @@ class Decoder(nn.Module):
                layout: AttentionLayout = LOCAL, memory: ActivationMemory = PLAIN) -> torch.Tensor:
         """The last block's output `[n, dim]` (before the final norm), with `memory`'s checkpoints and tiles."""
         cos, sin = rope_tables(positions, self.config.head_dim, self.config.rope_theta, self.config.rope_scaling)
-        with memory.scope(EMBEDDING):
+        with memory.scope(EMBEDDING), memory.weights(self.embedding):
             x = self.embedding(tokens)
         plan = None
         for index, block in enumerate(self.blocks):
             with memory.scope(index):
-                if memory.checkpointing == "none":
-                    x, plan = block(x, cos, sin, cu_seqlens, layout, plan, mlp_tile_tokens=memory.mlp_tile_tokens)
-                else:
-                    x, plan = checkpointed_block(block, x, cos, sin, cu_seqlens, layout, plan,
-                                                 selective=memory.checkpointing == "selective",
-                                                 mlp_tile_tokens=memory.mlp_tile_tokens)
+                x, plan = run_block(block, x, cos, sin, cu_seqlens, layout, plan, memory)
         return x
 
     def loss(self, tokens: torch.Tensor, positions: torch.Tensor, cu_seqlens: torch.Tensor | Sequence[int],
@@ -168,8 +175,8 @@ class Decoder(nn.Module):
         hidden = self.hidden(tokens, positions, cu_seqlens, layout, memory)
         with memory.scope(HEAD):
             if memory.loss_tile_tokens is not None:
-                return tiled_head_loss(self.norm(hidden), self.head.weight, targets, step_targets,
-                                       memory.loss_tile_tokens)
+                return tiled_head_loss(hidden, self.norm, self.head, targets, step_targets, memory.loss_tile_tokens,
+                                       memory.weights)
             logits = self._logits(hidden)
         with memory.scope(LOSS):
             return step_loss(logits, targets, step_targets)

@@ -20,9 +20,14 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        wide = at_least_fp32(x)
-        normed = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * at_least_fp32(self.weight)).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x / rms(x) * weight`` for `x` `[..., dim]` and `weight` `[dim]`, in (at least) fp32, returned in x's dtype."""
+    wide = at_least_fp32(x)
+    normed = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + eps)
+    return (normed * at_least_fp32(weight)).to(x.dtype)
 
 
 class SwiGLU(nn.Module):

@@ -146,7 +146,7 @@ class MemoryConfig:
     #: output and its log-sum-exp; everything else is recomputed) or "tiled" (like full, and the layer's
     #: token-wise parts -- norms, projections, RoPE, MLP -- run over tiles of `mlp_tile_tokens` tokens in
     #: forward, recompute and backward: only attention's q/k/v/output and their gradients are whole-shard)
-    checkpointing: str = "full"
+    checkpointing: str = "tiled"
     #: where saved activations live between forward and backward: "none" (device memory), "checkpoints"
     #: (the per-layer checkpoints go to host memory) or "all" (every saved tensor goes to host memory);
     #: copies run on a side stream on CUDA, overlapped with the neighbouring layers' compute

@@ -27,11 +27,11 @@ LOSS_TILES = (None, 50)
 
 
 def all_memory_configs() -> list[MemoryConfig]:
-    """Every valid activation-side combination (offload=checkpoints needs checkpoints)."""
+    """Every valid activation-side combination (offload=checkpoints needs checkpoints, tiled needs a tile)."""
     configs = []
     for checkpointing, offload, mlp_tile, loss_tile in itertools.product(
-            ("none", "full", "selective"), ("none", "checkpoints", "all"), TILES, LOSS_TILES):
-        if offload == "checkpoints" and checkpointing == "none":
+            ("none", "full", "selective", "tiled"), ("none", "checkpoints", "all"), TILES, LOSS_TILES):
+        if (offload == "checkpoints" and checkpointing == "none") or (checkpointing == "tiled" and mlp_tile is None):
             continue
         configs.append(MemoryConfig(checkpointing=checkpointing, offload=offload, offload_layers_in_flight=1,
                                     mlp_tile_tokens=mlp_tile, loss_tile_tokens=loss_tile))

@@ -34,14 +34,14 @@ def test_every_combination_gives_the_plain_gradients_on_one_process():
     want = reference_gradients(model, sequences)
     errors = {label(c): relative_error(_one_process_gradients(model, sequences, c), want)
               for c in all_memory_configs()}
-    assert len(errors) == 32
+    assert len(errors) == 38  # 32 + tiled: 3 offloads x 2 loss tiles
     worst = max(errors.items(), key=lambda item: item[1])
     assert worst[1] <= TOLERANCE, worst
 
 
 def test_every_combination_gives_the_single_process_gradients_on_4_gloo_ranks_with_a_switching_plan(gloo_pool):
     for rank, errors in enumerate(gloo_pool(4).run(run_every_config_on_plan, SWITCHING_PLAN)):
-        assert len(errors) == 32
+        assert len(errors) == 38  # 32 + tiled: 3 offloads x 2 loss tiles
         worst = max(errors.items(), key=lambda item: item[1])
         assert worst[1] <= TOLERANCE, (rank, worst)
 
@@ -63,7 +63,8 @@ def test_a_broken_replay_is_caught():
     assert relative_error(got, want) > 1e-4
 
 
-@pytest.mark.parametrize("checkpointing, forwards_in_backward", [("full", 3), ("selective", 0), ("none", 0)])
+@pytest.mark.parametrize("checkpointing, forwards_in_backward",
+                         [("full", 3), ("selective", 0), ("none", 0), ("tiled", 3)])
 def test_selective_checkpoints_replay_attention_and_full_ones_recompute_it(monkeypatch, checkpointing,
                                                                           forwards_in_backward):
     model, sequences = model_and_sequences(LENGTHS)
@@ -74,7 +75,7 @@ def test_selective_checkpoints_replay_attention_and_full_ones_recompute_it(monke
     cu = [0, *torch.cumsum(torch.tensor(lengths), 0).tolist()]
     positions = torch.cat([torch.arange(n) for n in lengths])
     targets = next_token_targets(sequences)
-    config = MemoryConfig(checkpointing=checkpointing, offload="none")
+    config = MemoryConfig(checkpointing=checkpointing, offload="none", mlp_tile_tokens=7)
     with RankActivations(config, model.parameters(), torch.device("cpu")).micro_batch() as memory:
         loss = model.loss(torch.cat(sequences), positions, cu, targets, 100, LOCAL, memory)
         assert len(calls) == 3  # one attention forward per layer

@@ -13,7 +13,7 @@ from tests.memory_model.measure import saved_bytes
 
 TOKENS = 96
 #: every valid (checkpointing, offload) pair
-MODES = [(c, o) for c in ("none", "full", "selective") for o in ("none", "checkpoints", "all")
+MODES = [(c, o) for c in ("none", "full", "selective", "tiled") for o in ("none", "checkpoints", "all")
          if not (o == "checkpoints" and c == "none")]
 #: (precision, optimizer_offload): fp32 on CPU; bf16 autocast with fp32 weights; bf16 weights (sharded path)
 PRECISIONS = [("fp32", False), ("bf16", False), ("bf16", True)]
@@ -50,12 +50,13 @@ def measure_row(model: str, checkpointing: str, offload: str, tiles: int | None,
 
 
 def cases() -> list[tuple[str, str, int | None, str, bool]]:
-    """(checkpointing, offload, tiles, precision, bf16 weights): every mode tiled and untiled in fp32;
-    under bf16 every mode once, tiled and untiled alternating."""
+    """(checkpointing, offload, tiles, precision, bf16 weights): every mode tiled and untiled in fp32 (tiled
+    recompute: tiled only); under bf16 every mode once, tiled and untiled alternating."""
     out = []
     for precision, weights in PRECISIONS:
         for i, (checkpointing, offload) in enumerate(MODES):
-            for tiles in ((None, 32) if precision == "fp32" else ((None, 32)[i % 2],)):
+            choices = (32,) if checkpointing == "tiled" else (None, 32)  # tiled recompute needs a tile
+            for tiles in (choices if precision == "fp32" else (choices[i % len(choices)],)):
                 out.append((checkpointing, offload, tiles, precision, weights))
     return out
 
