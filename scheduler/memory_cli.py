@@ -43,6 +43,9 @@ TABLE_CANDIDATES = (
     {"optimizer_sharding": "zero2", "optimizer_offload": True},
     {"optimizer_sharding": "zero2", "optimizer_offload": True, "loss_tile_tokens": 1024, "mlp_tile_tokens": 4096},
     {"optimizer_offload": True, "loss_tile_tokens": 1024, "mlp_tile_tokens": 4096},
+    {"optimizer_offload": True, "param_offload": True},
+    {"optimizer_offload": True, "param_offload": True, "offload_layers_in_flight": 1},
+    {"optimizer_sharding": "zero2", "optimizer_offload": True, "param_offload": True, "offload_layers_in_flight": 1},
 )
 
 
@@ -57,9 +60,10 @@ def default_memory(overrides: list[str]) -> MemoryConfig:
     return MemoryConfig(**values)
 
 
-def offload_overhead(model: ModelConfig, tokens_per_rank: int, cost: CostModel = CostModel(),
+def offload_overhead(model: ModelConfig, tokens_per_rank: int, residual_bytes: int, cost: CostModel = CostModel(),
                      pcie_gbps: float = PCIE_GBPS) -> dict[str, float]:
-    """Estimated step-time overhead of offloading each layer's checkpoint (fp32 `[n, dim]`) vs recompute only.
+    """Estimated step-time overhead of offloading each layer's checkpoint (`[n, dim]` of `residual_bytes`-byte
+    elements) vs recompute only.
 
     Compute per layer from the cost model's measured H100 constants scaled to this
     model (linear ms/token by parameters, attention ms/token^2 by layers x dim),
@@ -74,7 +78,7 @@ def offload_overhead(model: ModelConfig, tokens_per_rank: int, cost: CostModel =
     step_ms *= 4 / 3  # full recompute: one more forward
     layer_forward_ms = step_ms / model.n_layers / 4
     layer_backward_ms = 3 * layer_forward_ms  # backward (2 forwards) + recompute (1)
-    copy_ms = 4 * model.dim * n / (pcie_gbps * 1e6)
+    copy_ms = residual_bytes * model.dim * n / (pcie_gbps * 1e6)
     exposed = model.n_layers * (max(0.0, copy_ms - layer_forward_ms) + max(0.0, copy_ms - layer_backward_ms))
     return {"step_ms_recompute_only": step_ms, "copy_ms_per_layer": copy_ms, "layer_forward_ms": layer_forward_ms,
             "exposed_ms": exposed,
@@ -94,7 +98,7 @@ def report(model_name: str, tokens: int, ranks: int, gpu_gb: float, memory: Memo
         "peak_phase": peak.peak_phase, "device_gb": {k: v / GB for k, v in peak.device.items()},
         "host_gb": {k: v / GB for k, v in peak.host.items()},
         "max_tokens_per_rank": memory_model.max_tokens_per_rank(gpu_gb * GB),
-        "offload_overhead_estimate": offload_overhead(model, per_rank),
+        "offload_overhead_estimate": offload_overhead(model, per_rank, memory_model.residual_bytes),
     }
 
 
@@ -105,21 +109,23 @@ def max_table(gpu_gb: float, precision: str, reserved_gb: float) -> list[dict]:
         model = ModelConfig.preset(name)
         for ranks in TABLE_RANKS:
             best = None
-            for candidate in TABLE_CANDIDATES:  # most tokens; among none fitting, the least fixed memory
+            for candidate in TABLE_CANDIDATES:  # most tokens; then the least fixed device memory, then host memory
                 memory_model = MemoryModel(model, replace(default_memory([]), **candidate), precision, ranks,
                                            reserved_gb * GB)
-                key = (memory_model.max_tokens_per_rank(gpu_gb * GB), -memory_model.breakdown(0).peak_bytes)
+                fixed = memory_model.breakdown(0)
+                key = (memory_model.max_tokens_per_rank(gpu_gb * GB), -fixed.peak_bytes, -sum(fixed.host.values()))
                 if best is None or key > best[0]:
                     best = (key, candidate)
-            (tokens, _), candidate = best
+            (tokens, *_), candidate = best
             default = MemoryModel(model, default_memory([]), precision, ranks,
                                   reserved_gb * GB).max_tokens_per_rank(gpu_gb * GB)
-            states = MemoryModel(model, replace(default_memory([]), **candidate), precision, ranks,
-                                 reserved_gb * GB).breakdown(0)
-            overhead = offload_overhead(model, max(tokens, 1))
+            chosen = MemoryModel(model, replace(default_memory([]), **candidate), precision, ranks, reserved_gb * GB)
+            overhead = offload_overhead(model, max(tokens, 1), chosen.residual_bytes)
             rows.append({"model": name, "gpus": ranks, "gpu_gb": gpu_gb, "max_sequence_tokens": tokens * ranks,
                          "max_sequence_tokens_trainer_default": default * ranks, "settings": candidate,
-                         "fixed_gb_per_rank": states.peak_bytes / GB, "offload_estimate": overhead})
+                         "fixed_gb_per_rank": chosen.breakdown(0).peak_bytes / GB,
+                         "host_gb_per_rank": sum(chosen.breakdown(tokens).host.values()) / GB,
+                         "offload_estimate": overhead})
     return rows
 
 
@@ -140,12 +146,13 @@ def _format_report(r: dict) -> str:
 def format_table(rows: list[dict]) -> str:
     """The max-sequence table as Markdown (what the README holds)."""
     lines = ["| model | GPUs (80 GB) | longest sequence | trainer defaults | settings | fixed GB/rank | "
-             "offload (est.): copy / layer fwd, exposed |", "|---|---|---|---|---|---|---|"]
+             "host GB/rank | offload (est.): copy / layer fwd, exposed |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         est = r["offload_estimate"]
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
         lines.append(f"| {r['model']} | {r['gpus']} | {r['max_sequence_tokens']:,} | "
                      f"{r['max_sequence_tokens_trainer_default']:,} | {settings} | {r['fixed_gb_per_rank']:.1f} | "
+                     f"{r['host_gb_per_rank']:.0f} | "
                      + (f"{est['copy_ms_per_layer']:.0f} ms / {est['layer_forward_ms']:.0f} ms, "
                         f"{100 * est['overhead_fraction']:.1f}% |" if r["max_sequence_tokens"] else "- |"))
     return "\n".join(lines)
