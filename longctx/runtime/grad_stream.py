@@ -86,7 +86,8 @@ class GradientStream:
         self.peak_device_bytes = 0
         #: seconds the host waited for gradient copies (CUDA) or spent adding (CPU), since the last `zero`
         self.exposed_copy_s = 0.0
-        self._handles = [p.register_post_accumulate_grad_hook(self._take(i)) for i, p in enumerate(self.params)]
+        for i, p in enumerate(self.params):
+            p.register_post_accumulate_grad_hook(self._take(i))
 
     def _take(self, index: int):
         def hook(param: nn.Parameter) -> None:
@@ -141,10 +142,3 @@ class GradientStream:
         """Bytes of the fp32 accumulators (and the CUDA staging ring) in host memory."""
         ring = self._ring.numel() if self._ring is not None else 0
         return sum(a.numel() * a.element_size() for a in self.accumulators) + ring
-
-    def close(self) -> None:
-        """Remove the hooks: gradients accumulate in ``param.grad`` again."""
-        self.drain()
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []

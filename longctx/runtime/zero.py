@@ -167,12 +167,6 @@ class ShardedAdamW:
         """Bytes of fp32 master slices and AdamW moments this rank holds, by device type."""
         total = sum(m.numel() for m in self.masters) * 4 * 3
         return {self.store.type: total}
-
-    def close(self) -> None:
-        """Stop streaming gradients (remove the hooks); the optimizer is not used after this."""
-        if self.stream is not None:
-            self.stream.close()
-
     @property
     def checkpoint_key(self) -> str:
         """Key of this rank's entry in a checkpoint: its shard index and the shard count."""
