@@ -34,9 +34,13 @@ def _advice(step: int) -> str:
             "last checkpoint: lower optim.lr or check the data")
 
 
-def check_local_values(step: int, loss_share: float, parameters: Iterable[torch.nn.Parameter]) -> None:
-    """Raise NonFiniteError on every rank if any rank's loss share or local gradient norm is non-finite."""
-    grads = [p.grad for p in parameters if p.grad is not None]
+def check_local_values(step: int, loss_share: float, gradients: Iterable[torch.Tensor | None]) -> None:
+    """Raise NonFiniteError on every rank if any rank's loss share or local gradient norm is non-finite.
+
+    `gradients`: this rank's accumulated, unsummed gradients (`StepOptimizer.local_gradients()`: the
+    parameters' ``.grad``, or the host accumulators they streamed into); None counts as zero.
+    """
+    grads = [g for g in gradients if g is not None]
     grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
     values = gather_floats([loss_share, grad_norm]).tolist()
     bad_loss = [(rank, loss) for rank, (loss, _) in enumerate(values) if not math.isfinite(loss)]

@@ -4,7 +4,8 @@ Schedule: linear warmup, then cosine decay to a floor. Optimizer: with
 ``memory.optimizer_sharding=none`` and no optimizer offload, every rank keeps
 the whole AdamW state (`ReplicatedAdamW`: one gradient all-reduce); otherwise
 `longctx.runtime.zero.ShardedAdamW`. Both take the same three calls per step:
-``zero_grad()``, ``synchronize_gradients(max_norm) -> norm``, ``step()``.
+``zero_grad()``, ``synchronize_gradients(max_norm) -> norm``, ``step()``; ``local_gradients()`` gives the
+rank's unsummed gradients in between (for the non-finite check).
 """
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ class ReplicatedAdamW:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.torch_optimizer.zero_grad(set_to_none=set_to_none)
+
+    def local_gradients(self) -> list[torch.Tensor | None]:
+        """This rank's accumulated (not yet summed) gradient of every parameter."""
+        return [p.grad for p in self.params]
 
     def synchronize_gradients(self, max_norm: float) -> float:
         """Sum the gradients over the world and clip them to `max_norm`; returns the norm before clipping."""

@@ -160,7 +160,7 @@ def train_step(state: TrainState, step: int, current: StepInput,
     mine = run_plan(state.model, current.plan, current.sequences, state.rank, groups,
                     attention_backend=run.parallel.attention_backend, device=state.device,
                     activations=state.activations, precision=state.precision)
-    check_local_values(step, mine.loss, state.model.parameters())
+    check_local_values(step, mine.loss, state.optimizer.local_gradients())
     grad_norm = state.optimizer.synchronize_gradients(run.optim.grad_clip)
     check_global_grad_norm(step, grad_norm)
     lr = state.schedule.get_last_lr()[0]

@@ -19,7 +19,7 @@ def local_check(bad_rank: int, what: str, step: int) -> str | None:
     if rank == bad_rank and what == "grad":
         parameter.grad[1] = float("inf")
     try:
-        check_local_values(step, loss, [parameter])
+        check_local_values(step, loss, [parameter.grad, None])
     except NonFiniteError as error:
         return str(error)
     return None

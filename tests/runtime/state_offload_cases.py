@@ -126,3 +126,19 @@ def kept_gradients_are_seen(model_config: ModelConfig) -> dict:
                                          torch.device("cpu")))
     return {"stream_peak": optimizer.stream.peak_device_bytes, "largest_layer": max(layer_parameter_bytes(model)),
             "model_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}
+
+
+def streamed_non_finite_gradient_message(model_config: ModelConfig) -> str:
+    """The non-finite check's message when a streamed (host-accumulated) gradient is infinite."""
+    from longctx.runtime.finite_guard import NonFiniteError, check_local_values
+
+    torch.manual_seed(0)
+    model = Decoder(model_config)
+    optimizer = ShardedAdamW(model, OPTIM, "none", offload=True)
+    (model.norm.weight * float("inf")).sum().backward()
+    assert model.norm.weight.grad is None  # streamed to the host
+    try:
+        check_local_values(7, 1.0, optimizer.local_gradients())
+    except NonFiniteError as error:
+        return str(error)
+    return ""

@@ -113,3 +113,8 @@ def test_longctx_train_with_both_offloads_equals_both_off_and_resumes_exactly(gl
         assert error <= TOLERANCE, f"rank {rank}: parameters {error:.2e} relative to both off"
         error = _relative(resumed[rank]["params"], straight[rank]["params"])
         assert error <= TOLERANCE, f"rank {rank}: resumed parameters {error:.2e} relative to the straight run"
+
+
+def test_a_non_finite_streamed_gradient_is_named_by_the_local_check(gloo_pool):
+    message = gloo_pool(1).run(cases.streamed_non_finite_gradient_message, CONFIG)[0]
+    assert "gradient norm inf on rank 0 at step 7" in message, message
