@@ -21,10 +21,36 @@ from torch import nn
 
 from longctx.profiling.collectives import max_over_ranks
 from longctx.profiling.fit import fit_quadratic
+from longctx.runtime.activations import RankActivations
+from longctx.runtime.config import RunConfig
+from longctx.runtime.precision import resolve_precision
 from longctx.runtime.process_groups import ProcessGroupCache
 from longctx.runtime.step import run_plan
 from longctx.scheduler import GroupShape, Plan, PlanGroup, PlanWave
 from longctx.scheduler.cost_model import shape_key
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the trainer runs a micro-batch on this rank: the model, its inputs' vocabulary, the attention
+    backend, the compute and communication devices, ``memory.*`` (`RankActivations`; None: plain
+    forward + backward) and the compute precision ("fp32" or "bf16")."""
+
+    model: nn.Module
+    vocab_size: int
+    attention_backend: str
+    device: torch.device
+    comm_device: torch.device
+    activations: RankActivations | None
+    precision: str
+
+    @classmethod
+    def for_run(cls, run: RunConfig, model: nn.Module, device: torch.device,
+                comm_device: torch.device) -> "Execution":
+        """As `longctx.runtime.trainer` runs `run`'s micro-batches: its memory.* and resolved precision."""
+        return cls(model, run.model.vocab_size, run.parallel.attention_backend, device, comm_device,
+                   RankActivations(run.memory, model.parameters(), device),
+                   resolve_precision(run.train.precision, device))
 
 
 @dataclass(frozen=True)
@@ -52,38 +78,43 @@ def tiled_plan(shape: GroupShape, world: int, tokens: int) -> tuple[Plan, list[i
         list(range(count * d))
 
 
-def time_shape(model: nn.Module, shape: GroupShape, tokens: int, repeats: int, vocab_size: int,
-               attention_backend: str, device: torch.device, comm_device: torch.device) -> float:
-    """Median over `repeats` of the slowest measured rank's forward+backward time (ms) of one
-    `tokens`-token sequence on `shape` in a tiled wave (collective; same arguments on every rank)."""
+def time_shape(execution: Execution, shape: GroupShape, tokens: int, groups: ProcessGroupCache) -> float:
+    """The slowest measured rank's forward+backward time (ms) of one `tokens`-token sequence on `shape`
+    in a tiled wave, run once (collective; same arguments on every rank; `groups` creates and keeps the
+    wave's process groups)."""
     rank, world = dist.get_rank(), dist.get_world_size()
     plan, measured = tiled_plan(shape, world, tokens)
     generator = torch.Generator().manual_seed(tokens)
-    sequences = [torch.randint(0, vocab_size, (n,), generator=generator) for n in plan.lengths]
-    groups = ProcessGroupCache()
+    sequences = [torch.randint(0, execution.vocab_size, (n,), generator=generator) for n in plan.lengths]
     groups.prepare(plan)
-    samples = []
-    for _ in range(repeats):
-        model.zero_grad(set_to_none=True)
-        dist.barrier()
-        result = run_plan(model, plan, sequences, rank, groups, attention_backend=attention_backend, device=device)
-        samples.append(max_over_ranks(result.busy_s * 1e3 if rank in measured else 0.0, comm_device))
+    model = execution.model
     model.zero_grad(set_to_none=True)
-    return statistics.median(samples)
+    dist.barrier()
+    result = run_plan(model, plan, sequences, rank, groups, attention_backend=execution.attention_backend,
+                      device=execution.device, activations=execution.activations, precision=execution.precision)
+    model.zero_grad(set_to_none=True)
+    return max_over_ranks(result.busy_s * 1e3 if rank in measured else 0.0, execution.comm_device)
 
 
-def measure_shapes(model: nn.Module, shapes: Sequence[GroupShape], lengths: Sequence[int], repeats: int,
-                   vocab_size: int, attention_backend: str, device: torch.device,
-                   comm_device: torch.device) -> list[ShapeSample]:
-    """Every shape at every length (collective); one untimed warm-up run per shape."""
-    samples = []
+def measure_shapes(execution: Execution, shapes: Sequence[GroupShape], lengths: Sequence[int],
+                   repeats: int) -> list[ShapeSample]:
+    """Every shape at every length, the median of `repeats` runs (collective).
+
+    One untimed warm-up run per shape first; then `repeats` rounds, each timing every (shape, length)
+    once, so a drift of a shared machine's load during the profile spreads over all shapes alike
+    instead of making the shapes measured in a busy minute look slow next to the others.
+    """
+    groups = ProcessGroupCache()
     for shape in shapes:
-        time_shape(model, shape, min(lengths), 1, vocab_size, attention_backend, device, comm_device)
-        for tokens in lengths:
-            ms = time_shape(model, shape, tokens, repeats, vocab_size, attention_backend, device, comm_device)
-            samples.append(ShapeSample(shape, int(tokens), ms))
-            if dist.get_rank() == 0:
-                print(f"profile: {shape_key(shape)} {tokens} tokens: {ms:.1f} ms", flush=True)
+        time_shape(execution, shape, min(lengths), groups)
+    runs: dict[tuple[GroupShape, int], list[float]] = {(shape, int(n)): [] for shape in shapes for n in lengths}
+    for _ in range(repeats):
+        for shape, tokens in runs:
+            runs[shape, tokens].append(time_shape(execution, shape, tokens, groups))
+    samples = [ShapeSample(shape, tokens, statistics.median(times)) for (shape, tokens), times in runs.items()]
+    if dist.get_rank() == 0:
+        for sample in samples:
+            print(f"profile: {shape_key(sample.shape)} {sample.tokens} tokens: {sample.time_ms:.1f} ms", flush=True)
     return samples
 
 

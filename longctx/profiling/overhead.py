@@ -1,17 +1,23 @@
-"""The per-step time the shape timings do not explain, fitted on a few real training steps.
+"""The per-step time outside the waves, measured on a few real training steps.
 
 A step's wall time is modelled as its plan's time under the measured shapes
 plus one constant, `CostModel.step_overhead_ms`, the same for every plan: the
 work outside the waves (taking the planned step from rank 0, gradient sum,
-clipping, optimizer and LR step, gathering the metrics) and what the waves of a
-real step cost beyond the profiled ones (on a CPU box: the planning thread of
-rank 0 competing for the cores and the GIL while the step runs). It is fitted
-by running the real trainer (`longctx.runtime.trainer.train`, the run's own
+clipping, optimizer and LR step, gathering the metrics). It is measured by
+running the real trainer (`longctx.runtime.trainer.train`, the run's own
 config, planning with the measured shapes and no overhead, a scratch output
-directory, no tracker, no checkpoints): per step ``step_time_ms -
-predicted_step_ms``; the constant is the median over the steps after the first
-(the first pays allocator and warm-up costs), floored at 0. The part outside
-the waves alone, ``step_time_ms - max over ranks of busy_ms``, is recorded too.
+directory, no tracker, no checkpoints): per step ``step_time_ms - max over
+ranks of busy_ms`` (the waves' wall time on the busiest rank); the constant is
+the median over the steps after the first (the first pays allocator and
+warm-up costs).
+
+Why not the residual ``step_time_ms - predicted_step_ms`` (recorded too): it
+also holds any change of the machine's load between the shape timings and
+these steps. On the shared 2-core box it came out at 1.6 s on a 6 s step while
+the time outside the waves was 22-113 ms, and the steps after it ran 40%
+faster than the profile's waves: an additive constant fitted on load noise
+mispredicts every later step. The waves are priced by the shapes alone, timed
+with the trainer's own `memory.*` settings (`longctx.profiling.compute`).
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ from longctx.scheduler.cost_profile import CostProfile
 
 @dataclass(frozen=True)
 class StepOverhead:
-    """The fitted constant (ms) and its per-step samples (ms)."""
+    """The measured constant (ms) and its per-step samples (ms)."""
 
     overhead_ms: float
     #: per step: wall time - the plan's time under the measured shapes
@@ -48,7 +54,7 @@ def outside_waves_ms(metrics: list[dict[str, float]], world: int) -> list[float]
 
 
 def measure_step_overhead(run: RunConfig, steps: int, shapes_only: CostProfile, scratch_root: Path) -> StepOverhead:
-    """Fit the per-step constant on `steps` real training steps of `run` planned with `shapes_only`
+    """Measure the per-step constant on `steps` real training steps of `run` planned with `shapes_only`
     (a profile whose step overhead is 0); collective. `scratch_root`: a directory every rank sees."""
     from longctx.runtime.trainer import train
 
@@ -77,5 +83,5 @@ def measure_step_overhead(run: RunConfig, steps: int, shapes_only: CostProfile, 
         if dist.get_rank() == 0:
             shutil.rmtree(scratch[0], ignore_errors=True)
     residual = [m["step_time_ms"] - m["predicted_step_ms"] for m in metrics]
-    return StepOverhead(max(statistics.median(residual[1:]), 0.0), residual,
-                        outside_waves_ms(metrics, dist.get_world_size()))
+    outside = outside_waves_ms(metrics, dist.get_world_size())
+    return StepOverhead(max(statistics.median(outside[1:]), 0.0), residual, outside)

@@ -4,7 +4,8 @@ What is measured (see the modules for how):
 
 - `compute`: forward+backward time of one sequence on every candidate shape of
   the world (local, ring, Ulysses, hybrid at every group size the planner
-  considers), all ranks busy, at several lengths; fitted ``a + b*s + c*s^2``
+  considers), all ranks busy, at several lengths, with the run's ``memory.*`` and precision as the
+  trainer runs them; fitted ``a + b*s + c*s^2``
   per shape -> ``CostModel.measured_shapes``. The local fit also gives the
   formula constants for shapes not measured: ``sequence_overhead_ms = a``,
   ``linear_ms_per_token = b``, ``attention_ms_per_token2 = c``.
@@ -29,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from longctx.model import Decoder
-from longctx.profiling.compute import fit_shapes, measure_shapes
+from longctx.profiling.compute import Execution, fit_shapes, measure_shapes
 from longctx.profiling.fit import relative_errors
 from longctx.profiling.links import LinkFit, measure_alltoall, measure_p2p
 from longctx.profiling.overhead import measure_step_overhead
@@ -151,8 +152,7 @@ def measure_profile(run: RunConfig, settings: ProfileSettings, command: str, scr
     model = Decoder(run.model).to(device)
     cluster = Cluster(num_ranks=world, ranks_per_node=ranks_per_node if world % ranks_per_node == 0 else world)
     shapes = CostModel(num_heads=run.model.n_heads).shapes(cluster)
-    samples = measure_shapes(model, shapes, settings.lengths, settings.repeats, run.model.vocab_size,
-                             run.parallel.attention_backend, device, comm)
+    samples = measure_shapes(Execution.for_run(run, model, device, comm), shapes, settings.lengths, settings.repeats)
     fits = fit_shapes(samples)
     links, not_measured, link_raw = _links(world, cluster.ranks_per_node, settings, comm)
     element = next(iter(model.parameters())).element_size()

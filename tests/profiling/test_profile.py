@@ -54,6 +54,15 @@ def test_shapes_are_timed_at_every_length(gloo_pool, tiny_dataset, tmp_path):
     assert all(s.time_ms > 0 for s in samples)
 
 
+def test_shapes_are_timed_with_the_trainers_memory_settings(gloo_pool, tiny_dataset, tmp_path):
+    run = tiny_run(tiny_dataset, tmp_path / "run", "parallel.nprocs=2", "parallel.max_tokens_per_rank=200",
+                   "memory.checkpointing=full", "memory.offload=checkpoints")
+    seen = gloo_pool(2).run(profile_cases.trainer_memory_case, run, (32, 64, 96))
+    assert all(rank["offloaded_bytes"] > 0 for rank in seen), \
+        f"the profile timed the shapes without the run's layer-checkpoint offload: {seen}"
+    assert all(rank["precision"] == "fp32" for rank in seen)
+
+
 def test_quick_profile_plans_and_predicts_training(gloo_pool, tiny_dataset, tmp_path):
     run = tiny_run(tiny_dataset, tmp_path / "run", "parallel.nprocs=2", "parallel.max_tokens_per_rank=200")
     path = tmp_path / "profile.yaml"
@@ -73,7 +82,8 @@ def test_quick_profile_plans_and_predicts_training(gloo_pool, tiny_dataset, tmp_
     assert profile.provenance["command"] == "pytest" and profile.provenance["world_size"] == 2
     fitted = profile.measurements["step_overhead"]
     assert len(fitted["residual_samples_ms"]) == len(fitted["outside_waves_samples_ms"]) == 3
-    assert model.step_overhead_ms == max(statistics.median(fitted["residual_samples_ms"][1:]), 0.0)
+    assert model.step_overhead_ms == max(statistics.median(fitted["outside_waves_samples_ms"][1:]), 0.0), \
+        "the step overhead is not the time outside the waves"
     assert all(sample > 0 for sample in fitted["outside_waves_samples_ms"]), "a step takes time outside its waves"
     assert not list(tmp_path.glob(".longctx-profile-*")), "the overhead fit's scratch run was left behind"
 
