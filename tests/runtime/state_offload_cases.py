@@ -50,53 +50,59 @@ def sequences(step: int, vocab: int) -> list[torch.Tensor]:
     return [torch.randint(0, vocab, (n,), generator=generator) for n in LENGTHS]
 
 
-def _summed_gradient(optimizer, params) -> list[torch.Tensor]:
-    """This step's gradient of every parameter summed over the world, fp32, before clipping."""
-    local = optimizer.local_gradients() if isinstance(optimizer, ShardedAdamW) else [p.grad for p in params]
-    flat = torch.cat([torch.zeros(p.numel()) if g is None else g.reshape(-1).float() for g, p in zip(local, params)])
+def _summed_gradient(optimizer, params, device: torch.device) -> list[torch.Tensor]:
+    """This step's gradient of every parameter summed over the world, fp32 on the CPU, before clipping."""
+    local = [torch.zeros(p.numel()) if g is None else g.reshape(-1).float().cpu()
+             for g, p in zip(optimizer.local_gradients(), params)]
+    flat = torch.cat(local).to(device)  # the world communicates on `device` (gloo: cpu, nccl: cuda)
     dist.all_reduce(flat)
-    return list(flat.split([p.numel() for p in params]))
+    return list(flat.cpu().split([p.numel() for p in params]))
 
 
-def train_on_plans(model_config: ModelConfig, memory: MemoryConfig, replicated: bool = False) -> dict:
+def train_on_plans(model_config: ModelConfig, memory: MemoryConfig, replicated: bool = False,
+                   device: str = "cpu") -> dict:
     """Three steps of `plans(world)` on this rank under `memory`; see the module docstring.
 
     The optimizer is `ShardedAdamW` of `memory`'s sharding and offload (also with both off, which
-    `make_optimizer` would make replicated), or with `replicated` the replicated AdamW."""
+    `make_optimizer` would make replicated), or with `replicated` the replicated AdamW. `device`: where
+    the model computes ("cuda" on an NCCL world)."""
     torch.manual_seed(0)
-    model = Decoder(model_config)
+    model = Decoder(model_config).to(device)
     if replicated:
         optimizer = make_optimizer(model, OPTIM, 3)[0]
     else:
         optimizer = ShardedAdamW(model, OPTIM, memory.optimizer_sharding, memory.optimizer_offload)
     residency = parameter_offload(model, memory, optimizer)
-    activations = RankActivations(memory, model.parameters(), torch.device("cpu"), residency)
+    activations = RankActivations(memory, model.parameters(), torch.device(device), residency)
     params = [p for p in model.parameters() if p.requires_grad]
     names = [name for name, p in model.named_parameters() if p.requires_grad]
     gradients, resident_outside, device_grads_left = [], [], []
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     for step, plan_dict in enumerate(plans(dist.get_world_size())):
         plan = Plan.from_dict(plan_dict).validate()
         groups = ProcessGroupCache()
         groups.prepare(plan)
         optimizer.zero_grad(set_to_none=True)
         run_plan(model, plan, sequences(step, model_config.vocab_size), dist.get_rank(), groups,
-                 activations=activations)
+                 device=torch.device(device), activations=activations)
         device_grads_left.append(sum(p.grad.numel() for p in params if p.grad is not None))
         if residency is not None:
             resident_outside.append(residency.device_bytes())
-        gradients.append(dict(zip(names, _summed_gradient(optimizer, params))))
+        gradients.append(dict(zip(names, _summed_gradient(optimizer, params, torch.device(device)))))
         optimizer.synchronize_gradients(OPTIM.grad_clip)
         optimizer.step()
         if residency is not None:
             resident_outside.append(residency.device_bytes())
     stream = getattr(optimizer, "stream", None)
-    out = {"gradients": gradients, "device_grads_left": device_grads_left, "resident_outside": resident_outside,
+    out = {"device_peak": torch.cuda.max_memory_allocated() if device == "cuda" else None, "gradients": gradients, "device_grads_left": device_grads_left, "resident_outside": resident_outside,
            "stream_peak": None if stream is None else stream.peak_device_bytes,
            "largest_layer": max(layer_parameter_bytes(model)),
            "residency_peak": None if residency is None else residency.peak_device_bytes,
            "largest_materialised": _largest_materialised(model, memory)}
     restore_weights(residency)
-    out["params"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    out["params"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return out
 
 
