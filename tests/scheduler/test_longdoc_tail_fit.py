@@ -90,7 +90,7 @@ def _longmix_step(ranks: int) -> list[int]:
     return pack_steps(document_stream("longmix", 0), budget, 1, budget)[0]
 
 
-@pytest.mark.parametrize("workload,ranks", [("longmix", 4096), ("several", 512), ("bimodal", 64)])
+@pytest.mark.parametrize("workload,ranks", [("longmix", 4096), ("several", 512), ("bimodal", 512), ("bimodal", 64)])
 def test_long_document_plans_are_within_three_percent_of_the_bound(workload, ranks):
     cluster = Cluster(ranks)
     lengths = _longmix_step(ranks) if workload == "longmix" else long_document_step(workload, ranks, seed=0)
