@@ -30,9 +30,11 @@ def _bytes(tensors) -> int:
 
 
 def model_state_bytes(model: nn.Module, torch_optimizer: torch.optim.Optimizer, optimizer_offloaded: bool) -> int:
-    """Parameter + gradient bytes of `model`, plus the optimizer's masters and states unless offloaded."""
+    """Parameter + gradient bytes of `model` on its device, plus the optimizer's masters and states unless
+    offloaded. Parameters count their allocated storage: 0 for weights a parameter offload released
+    (`longctx.runtime.param_offload`); streamed gradients are in host accumulators, not ``.grad``."""
     params = list(model.parameters())
-    total = _bytes(params) + _bytes(p.grad for p in params)
+    total = sum(p.untyped_storage().nbytes() for p in params) + _bytes(p.grad for p in params)
     if optimizer_offloaded:
         return total
     model_storages = {p.untyped_storage().data_ptr() for p in params}
