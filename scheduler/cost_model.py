@@ -50,6 +50,14 @@ same for every plan of a step, so plans and their step times leave it out; the
 trainer adds it to the plan's time to predict the step's wall time
 (``predicted_step_ms`` in the step metrics).
 
+Load (CPU boxes shared with other jobs): ``core_share`` is the CPU seconds per
+wall second a busy rank got while the shapes were timed (0: not measured, e.g.
+on GPUs). A step's waves need the same CPU seconds whatever else runs, so their
+wall time scales as ``core_share / share now``; `load_scale` gives that factor
+from the share measured on the step before (``core_share`` in the step
+metrics), and the trainer predicts ``plan time * load_scale + step_overhead_ms``.
+The factor is the same for every plan of a step, so plans ignore it too.
+
 Profile files: YAML or JSON mapping whose keys are the field names of
 `CostModel` (any subset; missing keys keep the defaults), or a full cost
 profile whose ``cost_model`` entry is such a mapping (see
@@ -126,6 +134,8 @@ class CostModel:
     reserved_gb: float = 8.0  #: per-rank memory kept free (allocator, buffers, framework)
     sequence_overhead_ms: float = 0.0  #: fixed time of one sequence's forward+backward call, ms
     step_overhead_ms: float = 0.0  #: per-step time outside the waves (grad sync, optimizer), ms
+    #: CPU s per wall s of a busy rank while the measured shapes were timed; 0 = not measured (no load scaling)
+    core_share: float = 0.0
     #: shape key -> measured [a ms, b ms/token, c ms/token^2]; replaces the formulas for that shape
     measured_shapes: dict = field(default_factory=dict, hash=False)
     #: the run's `memory_model.MemoryModel`: when set, it alone gives the per-rank token capacity (the
@@ -140,7 +150,7 @@ class CostModel:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise SchedulerInputError(f"CostModel.{f.name}={value!r}: must be a number")
-            if f.name in ("offload_fraction", "reserved_gb", "sequence_overhead_ms", "step_overhead_ms"):
+            if f.name in ("offload_fraction", "reserved_gb", "sequence_overhead_ms", "step_overhead_ms", "core_share"):
                 if value < 0:
                     raise SchedulerInputError(f"CostModel.{f.name}={value!r}: must be >= 0")
                 continue
@@ -253,6 +263,14 @@ class CostModel:
         if isinstance(data.get("cost_model"), dict):
             return cls.from_dict(data["cost_model"], f"cost profile {str(path)!r} cost_model")
         return cls.from_dict(data, f"cost-model profile {str(path)!r}")
+
+
+def load_scale(profiled_core_share: float, core_share_now: float | None) -> float:
+    """Factor on a plan's time (ms) for the machine's load now: ``profiled / now`` core shares (CPU s per
+    wall s of a busy rank; see the module docstring); 1 when either is unknown (0 or None)."""
+    if not profiled_core_share or not core_share_now:
+        return 1.0
+    return profiled_core_share / core_share_now
 
 
 def _memory_model_capacity(memory_model: Any, cluster: Cluster) -> int:

@@ -1,4 +1,4 @@
-"""Scalars agreed by every rank: the maximum over ranks and rank 0's value (collectives)."""
+"""Scalars agreed by every rank: the maximum and the sum over ranks and rank 0's value (collectives)."""
 from __future__ import annotations
 
 import torch
@@ -10,6 +10,13 @@ def max_over_ranks(value: float, device: torch.device) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return float(tensor.item())
+
+
+def sum_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """Each of `values` summed over the world's ranks (collective)."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
 
 
 def from_rank0(value: float, device: torch.device) -> float:

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from longctx.profiling.collectives import max_over_ranks
+from longctx.profiling.collectives import max_over_ranks, sum_over_ranks
 from longctx.profiling.fit import fit_quadratic
 from longctx.runtime.activations import RankActivations
 from longctx.runtime.config import RunConfig
@@ -47,7 +47,8 @@ class Execution:
     @classmethod
     def for_run(cls, run: RunConfig, model: nn.Module, device: torch.device,
                 comm_device: torch.device) -> "Execution":
-        """As `longctx.runtime.trainer` runs `run`'s micro-batches: its memory.* and resolved precision."""
+        """As `longctx.runtime.trainer` runs `run`'s micro-batches: its memory.* and resolved precision
+        (``memory.param_offload``'s weight copies are not replicated: it needs the run's optimizer)."""
         return cls(model, run.model.vocab_size, run.parallel.attention_backend, device, comm_device,
                    RankActivations(run.memory, model.parameters(), device),
                    resolve_precision(run.train.precision, device))
@@ -55,11 +56,13 @@ class Execution:
 
 @dataclass(frozen=True)
 class ShapeSample:
-    """The measured time of one sequence of `tokens` on `shape` (ms, median over repeats)."""
+    """The measured time of one sequence of `tokens` on `shape` (ms, median over repeats) and the core
+    share of its runs (CPU s per busy wall s over every rank, the median over repeats; 0 on CUDA)."""
 
     shape: GroupShape
     tokens: int
     time_ms: float
+    core_share: float = 0.0
 
 
 def tiled_plan(shape: GroupShape, world: int, tokens: int) -> tuple[Plan, list[int]]:
@@ -78,10 +81,12 @@ def tiled_plan(shape: GroupShape, world: int, tokens: int) -> tuple[Plan, list[i
         list(range(count * d))
 
 
-def time_shape(execution: Execution, shape: GroupShape, tokens: int, groups: ProcessGroupCache) -> float:
+def time_shape(execution: Execution, shape: GroupShape, tokens: int,
+               groups: ProcessGroupCache) -> tuple[float, float]:
     """The slowest measured rank's forward+backward time (ms) of one `tokens`-token sequence on `shape`
-    in a tiled wave, run once (collective; same arguments on every rank; `groups` creates and keeps the
-    wave's process groups)."""
+    in a tiled wave, run once, and the run's core share (CPU s per busy wall s summed over all ranks;
+    0 on CUDA, where the host's CPU time says nothing of the device's speed). Collective; same arguments
+    on every rank; `groups` holds the wave's process groups."""
     rank, world = dist.get_rank(), dist.get_world_size()
     plan, measured = tiled_plan(shape, world, tokens)
     generator = torch.Generator().manual_seed(tokens)
@@ -93,7 +98,9 @@ def time_shape(execution: Execution, shape: GroupShape, tokens: int, groups: Pro
     result = run_plan(model, plan, sequences, rank, groups, attention_backend=execution.attention_backend,
                       device=execution.device, activations=execution.activations, precision=execution.precision)
     model.zero_grad(set_to_none=True)
-    return max_over_ranks(result.busy_s * 1e3 if rank in measured else 0.0, execution.comm_device)
+    cpu_s, busy_s = sum_over_ranks([result.cpu_s, result.busy_s], execution.comm_device)
+    share = cpu_s / busy_s if execution.device.type == "cpu" and busy_s > 0 else 0.0
+    return max_over_ranks(result.busy_s * 1e3 if rank in measured else 0.0, execution.comm_device), share
 
 
 def measure_shapes(execution: Execution, shapes: Sequence[GroupShape], lengths: Sequence[int],
@@ -107,11 +114,13 @@ def measure_shapes(execution: Execution, shapes: Sequence[GroupShape], lengths: 
     groups = ProcessGroupCache()
     for shape in shapes:
         time_shape(execution, shape, min(lengths), groups)
-    runs: dict[tuple[GroupShape, int], list[float]] = {(shape, int(n)): [] for shape in shapes for n in lengths}
+    runs: dict[tuple[GroupShape, int], list[tuple[float, float]]] = {
+        (shape, int(n)): [] for shape in shapes for n in lengths}
     for _ in range(repeats):
         for shape, tokens in runs:
             runs[shape, tokens].append(time_shape(execution, shape, tokens, groups))
-    samples = [ShapeSample(shape, tokens, statistics.median(times)) for (shape, tokens), times in runs.items()]
+    samples = [ShapeSample(shape, tokens, statistics.median(ms for ms, _ in timed),
+                           statistics.median(share for _, share in timed)) for (shape, tokens), timed in runs.items()]
     if dist.get_rank() == 0:
         for sample in samples:
             print(f"profile: {shape_key(sample.shape)} {sample.tokens} tokens: {sample.time_ms:.1f} ms", flush=True)

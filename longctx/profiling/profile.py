@@ -13,8 +13,11 @@ What is measured (see the modules for how):
   ``intra_node_p2p_gbps``; all-to-all bandwidth per group size ->
   ``alltoall_intra_gbps``; across nodes likewise when the world spans nodes
   (``LOCAL_WORLD_SIZE`` < world size), else listed under ``not_measured``.
-- `overhead`: the per-step time the shapes do not explain, fitted on real
+- `overhead`: the per-step time outside the waves, measured on real
   training steps planned with the measured shapes -> ``step_overhead_ms``.
+- the core share of the shape timings (CPU s per busy wall s; CPU only) ->
+  ``core_share``, against which the trainer scales its predictions for the
+  machine's load (`longctx.scheduler.cost_model.load_scale`).
 
 The model's shape (layers, heads, head size, bytes per element, parameters,
 activation bytes per token) is written too, so the profile plans this model.
@@ -24,13 +27,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
 
 from longctx.model import Decoder
-from longctx.profiling.compute import Execution, fit_shapes, measure_shapes
+from longctx.profiling.compute import Execution, ShapeSample, fit_shapes, measure_shapes
 from longctx.profiling.fit import relative_errors
 from longctx.profiling.links import LinkFit, measure_alltoall, measure_p2p
 from longctx.profiling.overhead import measure_step_overhead
@@ -141,6 +144,13 @@ def _table(links: dict, not_measured: dict, raw: dict, field: str, measures: dic
             f"{key}: {why}" for key, why in failed.items())
 
 
+def core_share(samples: Sequence[ShapeSample]) -> float:
+    """The samples' core shares weighted by their times: the CPU s per busy wall s of the whole profile's
+    waves, as a step's ``core_share`` weighs its waves (0 when not measured, on CUDA)."""
+    total = sum(s.time_ms for s in samples)
+    return sum(s.core_share * s.time_ms for s in samples) / total if total > 0 else 0.0
+
+
 def measure_profile(run: RunConfig, settings: ProfileSettings, command: str, scratch_root: Path) -> CostProfile:
     """Measure `run`'s model on this world and return its cost profile (collective; same on every rank
     up to rank 0's timings being the ones recorded). `scratch_root`: a directory every rank can read
@@ -168,14 +178,14 @@ def measure_profile(run: RunConfig, settings: ProfileSettings, command: str, scr
     overhead = measure_step_overhead(run, settings.overhead_steps,
                                      CostProfile(shapes_model, links, provenance={"model": run.model.name}),
                                      scratch_root)
-    cost_model = replace(shapes_model, step_overhead_ms=overhead.overhead_ms)
+    cost_model = replace(shapes_model, step_overhead_ms=overhead.overhead_ms, core_share=core_share(samples))
     not_measured.update(
         ring_efficiency="every ring and hybrid shape of this world is timed directly (measured_shapes); "
                         "the default applies only to larger groups priced by the formulas",
         memory="activation_bytes_per_token = 4*dim*layers (as without a profile), num_params from the model; "
                "memory is not timed",
     )
-    shape_rows = [{"shape": shape_key(s.shape), "tokens": s.tokens, "measured_ms": s.time_ms,
+    shape_rows = [{"shape": shape_key(s.shape), "tokens": s.tokens, "measured_ms": s.time_ms, "core_share": s.core_share,
                    "fitted_ms": float(cost_model.time_ms([s.tokens], s.shape, cluster)[0])} for s in samples]
     errors = relative_errors([r["fitted_ms"] for r in shape_rows], [r["measured_ms"] for r in shape_rows])
     for row, error in zip(shape_rows, errors):

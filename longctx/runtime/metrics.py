@@ -30,19 +30,23 @@ def peak_memory_gb(device: torch.device) -> float:
 
 
 def gather_rank_results(result: RankStepResult, device: torch.device) -> torch.Tensor:
-    """`[world, 4]` float64 CPU rows (loss share, busy_s, tokens, peak memory GB) of every rank (collective).
+    """`[world, 5]` float64 CPU rows (loss share, busy_s, tokens, peak memory GB, cpu_s) of every rank (collective).
 
     `device` is the compute device (for the peak memory); the rows travel on `comm_device()`.
     """
-    return gather_floats([result.loss, result.busy_s, result.tokens, peak_memory_gb(device)])
+    return gather_floats([result.loss, result.busy_s, result.tokens, peak_memory_gb(device), result.cpu_s])
 
 
 def step_metrics(rows: torch.Tensor, plan: Plan, model: ModelConfig, step_time_s: float, grad_norm: float,
-                 lr: float, peak_tflops_per_rank: float, step_overhead_ms: float = 0.0) -> dict[str, float]:
+                 lr: float, peak_tflops_per_rank: float, step_overhead_ms: float = 0.0,
+                 load_scale: float = 1.0) -> dict[str, float]:
     """The tracker's metrics of one step from the gathered rows (see `gather_rank_results`).
 
-    ``predicted_step_ms`` is the plan's time under the planner's cost model plus that model's
-    `step_overhead_ms`; ``step_time_ms`` is the measured `step_time_s` in ms.
+    ``predicted_step_ms`` is the plan's time under the planner's cost model times `load_scale` (the
+    cost model's correction for the machine's current load, `longctx.scheduler.cost_model.load_scale`)
+    plus that model's `step_overhead_ms`; ``predicted_unscaled_step_ms`` is the same without the load
+    correction; ``step_time_ms`` is the measured `step_time_s` in ms. ``core_share`` is the CPU seconds
+    per busy wall second of the ranks in the waves (the share of a core a busy rank got).
     """
     world = rows.shape[0]
     tokens = sum(plan.lengths)
@@ -59,7 +63,10 @@ def step_metrics(rows: torch.Tensor, plan: Plan, model: ModelConfig, step_time_s
         "peak_memory_gb": float(rows[:, 3].max()),
         "plan_gap_to_bound": plan.gap_to_bound(),
         "plan_predicted_ms": plan.predicted_step_time_ms,
-        "predicted_step_ms": plan.predicted_step_time_ms + step_overhead_ms,
+        "predicted_step_ms": plan.predicted_step_time_ms * load_scale + step_overhead_ms,
+        "predicted_unscaled_step_ms": plan.predicted_step_time_ms + step_overhead_ms,
+        "load_scale": load_scale,
+        "core_share": float(rows[:, 4].sum() / rows[:, 1].sum()) if rows[:, 1].sum() > 0 else 0.0,
         "step_time_ms": step_time_s * 1e3,
         "plan_lower_bound_ms": plan.lower_bound_ms,
         "plan_solve_s": plan.solve_time_s,

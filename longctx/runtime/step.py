@@ -42,6 +42,9 @@ class RankStepResult:
     tokens: int
     #: waves this rank took part in
     waves: int
+    #: CPU seconds this rank's process used during `busy_s` (`time.process_time`, all its threads); on a
+    #: shared CPU box ``cpu_s / busy_s`` is the share of a core the rank got (see `cost_model.load_scale`)
+    cpu_s: float = 0.0
 
 
 def micro_batches(sequence_ids: Sequence[int], lengths: Sequence[int]) -> list[list[int]]:
@@ -104,17 +107,18 @@ def run_plan(model: nn.Module, plan: Plan, sequences: Sequence[torch.Tensor], ra
     if [int(s.numel()) for s in sequences] != list(plan.lengths):
         raise ValueError("run_plan: the sequences' lengths differ from plan.lengths; plan the step's own sequences")
     step_targets = max(count_targets(plan.lengths), 1)
-    loss, busy, tokens, waves = 0.0, 0.0, 0, 0
+    loss, busy, cpu, tokens, waves = 0.0, 0.0, 0.0, 0, 0
     for wave in plan.waves:
         group = group_of(wave.groups, rank)
         if group is None:
             continue
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         for batch in micro_batches(group.sequences, plan.lengths):
             share, count = run_micro_batch(model, [sequences[i] for i in batch], group, rank, groups,
                                            step_targets, attention_backend, device, activations, precision)
             loss += share
             tokens += count
         busy += time.perf_counter() - started
+        cpu += time.process_time() - started_cpu
         waves += 1
-    return RankStepResult(loss=loss, busy_s=busy, tokens=tokens, waves=waves)
+    return RankStepResult(loss=loss, busy_s=busy, tokens=tokens, waves=waves, cpu_s=cpu)
