@@ -43,11 +43,12 @@ _ALIGN = 16
 
 
 def layer_parameter_bytes(model: nn.Module) -> list[int]:
-    """Parameter bytes of each layer of `model`: its direct children, a `nn.ModuleList` counting per element."""
-    layers: list[nn.Module] = []
+    """Parameter bytes of each layer of `model`: its direct children, a `nn.ModuleList` counting per element,
+    and the model's own parameters (outside any child) as one more layer."""
+    groups: list[list[nn.Parameter]] = [list(model.parameters(recurse=False))]
     for child in model.children():
-        layers.extend(child if isinstance(child, nn.ModuleList) else [child])
-    return [sum(p.numel() * p.element_size() for p in layer.parameters()) for layer in layers]
+        groups.extend(list(m.parameters()) for m in (child if isinstance(child, nn.ModuleList) else [child]))
+    return [sum(p.numel() * p.element_size() for p in group) for group in groups]
 
 
 @dataclass
