@@ -18,7 +18,7 @@ the ratio dynamic / static tokens/s.
 
 Predicted vs measured: every step logs ``predicted_step_ms`` (the plan's time
 under the planner's cost model, scaled for the machine's load measured on the
-step before (`longctx.scheduler.cost_model.load_scale`), plus its per-step
+step before (`longctx.scheduler.step_prediction`), plus its per-step
 overhead) and the measured ``step_time_ms``; per configuration the report
 gives the median and worst ``|predicted / measured - 1|`` over the measured
 steps, and the same for the profile alone (``prediction_error_unscaled``). The cost model is a
@@ -252,7 +252,8 @@ def main(argv: list[str]) -> int:
         "caveat": "CPU gloo ranks share the machine's cores: this measures the dynamic path's behaviour, "
                   "overhead and the cost model's accuracy here, not GPU speed-ups. Other jobs share the cores: "
                   "predicted_step_ms scales the profile's plan time by the load measured on the step before "
-                  "(load_scale = profiled / previous step's core share); prediction_error_unscaled is the "
+                  "(load_scale = the profile's / the measured core share of the step before, for that step's "
+                  "shapes); prediction_error_unscaled is the "
                   "profile alone",
         "flops_convention": "see longctx.model.flops",
     }

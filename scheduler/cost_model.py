@@ -50,13 +50,16 @@ same for every plan of a step, so plans and their step times leave it out; the
 trainer adds it to the plan's time to predict the step's wall time
 (``predicted_step_ms`` in the step metrics).
 
-Load (CPU boxes shared with other jobs): ``core_share`` is the CPU seconds per
-wall second a busy rank got while the shapes were timed (0: not measured, e.g.
-on GPUs). A step's waves need the same CPU seconds whatever else runs, so their
-wall time scales as ``core_share / share now``; `load_scale` gives that factor
-from the share measured on the step before (``core_share`` in the step
-metrics), and the trainer predicts ``plan time * load_scale + step_overhead_ms``.
-The factor is the same for every plan of a step, so plans ignore it too.
+Load (CPU boxes shared with other jobs): ``core_shares`` maps a measured
+shape's key to the CPU seconds per wall second its busy ranks got while the
+profile timed it (none on GPUs). It differs by shape (a rank of a 4-rank ring
+waits for its peers: 0.26 here, a local rank 0.5 with 4 ranks on 2 cores), so a
+step's expected share is the shapes' shares weighted by the plan's busy
+rank-time (`longctx.scheduler.step_prediction`). A step's waves need the same
+CPU seconds whatever else runs, so their wall time scales as ``expected share
+/ measured share``; `load_scale` gives that factor from the step before, and
+the trainer predicts ``plan time * load_scale + step_overhead_ms``. The factor
+is the same for every plan of a step, so plans ignore it.
 
 Profile files: YAML or JSON mapping whose keys are the field names of
 `CostModel` (any subset; missing keys keep the defaults), or a full cost
@@ -134,8 +137,8 @@ class CostModel:
     reserved_gb: float = 8.0  #: per-rank memory kept free (allocator, buffers, framework)
     sequence_overhead_ms: float = 0.0  #: fixed time of one sequence's forward+backward call, ms
     step_overhead_ms: float = 0.0  #: per-step time outside the waves (grad sync, optimizer), ms
-    #: CPU s per wall s of a busy rank while the measured shapes were timed; 0 = not measured (no load scaling)
-    core_share: float = 0.0
+    #: shape key -> CPU s per wall s of its busy ranks while the profile timed it (empty: no load scaling)
+    core_shares: dict = field(default_factory=dict, hash=False)
     #: shape key -> measured [a ms, b ms/token, c ms/token^2]; replaces the formulas for that shape
     measured_shapes: dict = field(default_factory=dict, hash=False)
     #: the run's `memory_model.MemoryModel`: when set, it alone gives the per-rank token capacity (the
@@ -144,13 +147,14 @@ class CostModel:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "measured_shapes", _checked_fits(self.measured_shapes))
+        object.__setattr__(self, "core_shares", _checked_shares(self.core_shares))
         for f in fields(self):
-            if f.name in ("measured_shapes", "memory_model"):
+            if f.name in ("measured_shapes", "core_shares", "memory_model"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise SchedulerInputError(f"CostModel.{f.name}={value!r}: must be a number")
-            if f.name in ("offload_fraction", "reserved_gb", "sequence_overhead_ms", "step_overhead_ms", "core_share"):
+            if f.name in ("offload_fraction", "reserved_gb", "sequence_overhead_ms", "step_overhead_ms"):
                 if value < 0:
                     raise SchedulerInputError(f"CostModel.{f.name}={value!r}: must be >= 0")
                 continue
@@ -265,12 +269,12 @@ class CostModel:
         return cls.from_dict(data, f"cost-model profile {str(path)!r}")
 
 
-def load_scale(profiled_core_share: float, core_share_now: float | None) -> float:
-    """Factor on a plan's time (ms) for the machine's load now: ``profiled / now`` core shares (CPU s per
-    wall s of a busy rank; see the module docstring); 1 when either is unknown (0 or None)."""
-    if not profiled_core_share or not core_share_now:
+def load_scale(expected_core_share: float, measured_core_share: float | None) -> float:
+    """Factor on a plan's time (ms) for the machine's load: ``expected / measured`` core shares (CPU s per
+    wall s of a busy rank) of one step (see the module docstring); 1 when either is unknown (0 or None)."""
+    if not expected_core_share or not measured_core_share:
         return 1.0
-    return profiled_core_share / core_share_now
+    return expected_core_share / measured_core_share
 
 
 def _memory_model_capacity(memory_model: Any, cluster: Cluster) -> int:
@@ -292,22 +296,40 @@ def shape_key(shape: GroupShape) -> str:
     return f"{shape.kind}:{shape.size}:{shape.ulysses_degree}"
 
 
+def _parsed_key(key, table: str) -> GroupShape:
+    """The shape of a key ``"kind:size:ulysses_degree"`` of `CostModel.<table>`; errors name the key."""
+    try:
+        kind, size, degree = str(key).split(":")
+        size, degree = int(size), int(degree)
+    except ValueError:
+        raise SchedulerInputError(
+            f"CostModel.{table} key {key!r}: write 'kind:size:ulysses_degree', e.g. 'ring:2:1'") from None
+    try:
+        return GroupShape(size, kind, degree)
+    except SchedulerInputError as err:
+        raise SchedulerInputError(f"CostModel.{table} key {key!r}: {err}") from None
+
+
+def _checked_shares(table) -> dict[str, float]:
+    """`core_shares` validated: keys parse as shapes, values are numbers > 0."""
+    if not isinstance(table, dict):
+        raise SchedulerInputError(f"CostModel.core_shares={table!r}: must map 'kind:size:ulysses_degree' to a share")
+    clean = {}
+    for key, share in table.items():
+        shape = _parsed_key(key, "core_shares")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not share > 0:
+            raise SchedulerInputError(f"CostModel.core_shares[{key!r}]={share!r}: must be CPU s per wall s, > 0")
+        clean[shape_key(shape)] = float(share)
+    return clean
+
+
 def _checked_fits(table) -> dict[str, tuple[float, float, float]]:
     """`measured_shapes` validated: keys parse as shapes, values are three numbers >= 0."""
     if not isinstance(table, dict):
         raise SchedulerInputError(f"CostModel.measured_shapes={table!r}: must map 'kind:size:ulysses_degree' to [a, b, c]")
     clean = {}
     for key, fit in table.items():
-        try:
-            kind, size, degree = str(key).split(":")
-            size, degree = int(size), int(degree)
-        except ValueError:
-            raise SchedulerInputError(
-                f"CostModel.measured_shapes key {key!r}: write 'kind:size:ulysses_degree', e.g. 'ring:2:1'") from None
-        try:
-            shape = GroupShape(size, kind, degree)
-        except SchedulerInputError as err:
-            raise SchedulerInputError(f"CostModel.measured_shapes key {key!r}: {err}") from None
+        shape = _parsed_key(key, "measured_shapes")
         ok = isinstance(fit, (list, tuple)) and len(fit) == 3 and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in fit)
         if not ok:

@@ -45,10 +45,11 @@ def summary(profile) -> str:
     """A few lines: the measured constants and what was left at its default."""
     model = profile.cost_model
     lines = [f"linear {model.linear_ms_per_token:.3e} ms/token, attention {model.attention_ms_per_token2:.3e} "
-             f"ms/token^2, per sequence {model.sequence_overhead_ms:.2f} ms, per step {model.step_overhead_ms:.1f} ms, "
-             f"core share {model.core_share:.2f} CPU s per busy s",
+             f"ms/token^2, per sequence {model.sequence_overhead_ms:.2f} ms, per step {model.step_overhead_ms:.1f} ms",
              f"{len(model.measured_shapes)} shapes measured (largest fit error "
              f"{100 * profile.measurements.get('shape_fit_error_max', 0.0):.1f}%)"]
+    if model.core_shares:
+        lines.append("core share (CPU s per busy s) " + ", ".join(f"{k} {v:.2f}" for k, v in model.core_shares.items()))
     lines += [f"link {name}: {value}" for name, value in profile.links.items()]
     lines += [f"not measured: {name}: {why}" for name, why in profile.not_measured.items()]
     return "\n".join(lines)

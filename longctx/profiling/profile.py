@@ -15,9 +15,9 @@ What is measured (see the modules for how):
   (``LOCAL_WORLD_SIZE`` < world size), else listed under ``not_measured``.
 - `overhead`: the per-step time outside the waves, measured on real
   training steps planned with the measured shapes -> ``step_overhead_ms``.
-- the core share of the shape timings (CPU s per busy wall s; CPU only) ->
-  ``core_share``, against which the trainer scales its predictions for the
-  machine's load (`longctx.scheduler.cost_model.load_scale`).
+- the core share of each shape's timings (CPU s per busy wall s; CPU only) ->
+  ``core_shares``, against which the trainer scales its predictions for the
+  machine's load (`longctx.scheduler.step_prediction`).
 
 The model's shape (layers, heads, head size, bytes per element, parameters,
 activation bytes per token) is written too, so the profile plans this model.
@@ -144,11 +144,19 @@ def _table(links: dict, not_measured: dict, raw: dict, field: str, measures: dic
             f"{key}: {why}" for key, why in failed.items())
 
 
-def core_share(samples: Sequence[ShapeSample]) -> float:
-    """The samples' core shares weighted by their times: the CPU s per busy wall s of the whole profile's
-    waves, as a step's ``core_share`` weighs its waves (0 when not measured, on CUDA)."""
-    total = sum(s.time_ms for s in samples)
-    return sum(s.core_share * s.time_ms for s in samples) / total if total > 0 else 0.0
+def core_shares(samples: Sequence[ShapeSample]) -> dict[str, float]:
+    """Shape key -> its samples' core shares weighted by their times (CPU s per busy wall s over all its
+    runs, as a step's ``core_share`` weighs its waves); shapes without a measured share (CUDA) are left out."""
+    by_shape: dict[str, list[ShapeSample]] = {}
+    for sample in samples:
+        by_shape.setdefault(shape_key(sample.shape), []).append(sample)
+    shares = {}
+    for key, mine in by_shape.items():
+        total = sum(s.time_ms for s in mine)
+        share = sum(s.core_share * s.time_ms for s in mine) / total if total > 0 else 0.0
+        if share > 0:
+            shares[key] = share
+    return shares
 
 
 def measure_profile(run: RunConfig, settings: ProfileSettings, command: str, scratch_root: Path) -> CostProfile:
@@ -178,7 +186,7 @@ def measure_profile(run: RunConfig, settings: ProfileSettings, command: str, scr
     overhead = measure_step_overhead(run, settings.overhead_steps,
                                      CostProfile(shapes_model, links, provenance={"model": run.model.name}),
                                      scratch_root)
-    cost_model = replace(shapes_model, step_overhead_ms=overhead.overhead_ms, core_share=core_share(samples))
+    cost_model = replace(shapes_model, step_overhead_ms=overhead.overhead_ms, core_shares=core_shares(samples))
     not_measured.update(
         ring_efficiency="every ring and hybrid shape of this world is timed directly (measured_shapes); "
                         "the default applies only to larger groups priced by the formulas",

@@ -43,7 +43,7 @@ def step_metrics(rows: torch.Tensor, plan: Plan, model: ModelConfig, step_time_s
     """The tracker's metrics of one step from the gathered rows (see `gather_rank_results`).
 
     ``predicted_step_ms`` is the plan's time under the planner's cost model times `load_scale` (the
-    cost model's correction for the machine's current load, `longctx.scheduler.cost_model.load_scale`)
+    cost model's correction for the machine's current load, `longctx.scheduler.step_prediction`)
     plus that model's `step_overhead_ms`; ``predicted_unscaled_step_ms`` is the same without the load
     correction; ``step_time_ms`` is the measured `step_time_s` in ms. ``core_share`` is the CPU seconds
     per busy wall second of the ranks in the waves (the share of a core a busy rank got).

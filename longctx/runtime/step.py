@@ -43,7 +43,7 @@ class RankStepResult:
     #: waves this rank took part in
     waves: int
     #: CPU seconds this rank's process used during `busy_s` (`time.process_time`, all its threads); on a
-    #: shared CPU box ``cpu_s / busy_s`` is the share of a core the rank got (see `cost_model.load_scale`)
+    #: shared CPU box ``cpu_s / busy_s`` is the share of a core the rank got (see `longctx.scheduler.step_prediction`)
     cpu_s: float = 0.0
 
 

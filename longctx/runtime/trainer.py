@@ -43,7 +43,7 @@ from longctx.runtime.step_source import StepInput, StepSource, make_planner, on_
 from longctx.runtime.process_groups import ProcessGroupCache
 from longctx.runtime.precision import resolve_precision
 from longctx.runtime.step import RankStepResult, run_plan
-from longctx.scheduler.cost_model import load_scale
+from longctx.scheduler.step_prediction import StepTimePredictor
 from longctx.runtime.resume_config import configured_hyperparameters, restore_hyperparameters
 from longctx.runtime.run_dir import prepare_run_dir
 from longctx.runtime.stop import PREEMPTED_FILE, GracefulStop
@@ -88,9 +88,8 @@ class TrainState:
     first_step: int = 0
     #: the planner's cost model's per-step time outside the waves, ms (for ``predicted_step_ms``)
     step_overhead_ms: float = 0.0
-    #: the cost model's profiled core share and the last step's measured one (``predicted_step_ms``'s load scale)
-    profiled_core_share: float = 0.0
-    core_share: float | None = None
+    #: the load scale of ``predicted_step_ms``, updated after every step
+    prediction: StepTimePredictor | None = None
     #: memory.* on the activations: checkpoints, tiles, offload and saved-tensor accounting
     activations: RankActivations | None = None
 
@@ -118,9 +117,9 @@ def setup(run: RunConfig) -> TrainState:
         load_hf_weights(model, run.model.hf_path)  # start from the Hugging Face checkpoint's weights
     precision = resolve_precision(run.train.precision, device)
     optimizer, schedule = make_optimizer(model, run.optim, run.train.steps, run.memory, precision)
-    cost_model = planning_setup(run.parallel, run.model, world)[1]
+    cluster, cost_model = planning_setup(run.parallel, run.model, world)
     return TrainState(run, rank, world, device, precision, output_dir, sampler, model, optimizer, schedule,
-                      step_overhead_ms=cost_model.step_overhead_ms, profiled_core_share=cost_model.core_share,
+                      step_overhead_ms=cost_model.step_overhead_ms, prediction=StepTimePredictor(cluster, cost_model),
                       activations=RankActivations(run.memory, model.parameters(), device,
                                                   parameter_offload(model, run.memory, optimizer)))
 
@@ -179,9 +178,8 @@ def record_metrics(state: TrainState, current: StepInput, mine: RankStepResult, 
     run = state.run
     rows = gather_rank_results(mine, state.device)
     metrics = step_metrics(rows, current.plan, run.model, step_time_s, grad_norm, lr,
-                           run.parallel.peak_tflops_per_rank, state.step_overhead_ms,
-                           load_scale(state.profiled_core_share, state.core_share))
-    state.core_share = metrics["core_share"]
+                           run.parallel.peak_tflops_per_rank, state.step_overhead_ms, state.prediction.load_scale)
+    metrics["expected_core_share"] = state.prediction.observe(current.plan, metrics["core_share"])
     metrics.update(memory_metrics(state.activations.accounting, state.device, model_state_bytes(
         state.model, state.optimizer.torch_optimizer, run.memory.optimizer_offload)))
     metrics["broadcast_bytes"] = float(current.broadcast_bytes)

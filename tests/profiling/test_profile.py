@@ -89,14 +89,16 @@ def test_quick_profile_plans_and_predicts_training(gloo_pool, tiny_dataset, tmp_
 
     trained = tiny_run(tiny_dataset, tmp_path / "with_profile", "parallel.nprocs=2", "parallel.max_tokens_per_rank=200", "train.steps=2",
                        f"parallel.cost_profile={path}")
-    assert 0 < model.core_share <= 2, f"core share {model.core_share} of 2 ranks on this CPU box"
+    assert set(model.core_shares) == set(model.measured_shapes) and all(
+        0 < share <= 2 for share in model.core_shares.values()), f"core shares {model.core_shares} of 2 ranks"
     first, second = gloo_pool(2).run(profile_cases.train_case, trained)[0]
     for metrics in (first, second):
         assert metrics["predicted_unscaled_step_ms"] == pytest.approx(metrics["plan_predicted_ms"] + model.step_overhead_ms)
         assert metrics["step_time_ms"] == pytest.approx(1e3 * metrics["step_time_s"])
         assert 0 < metrics["core_share"] <= 2
+        assert min(model.core_shares.values()) <= metrics["expected_core_share"] <= max(model.core_shares.values())
     assert first["predicted_step_ms"] == pytest.approx(first["predicted_unscaled_step_ms"]), \
         "the first step has no load measured before it: no scaling"
-    scale = model.core_share / first["core_share"]
+    scale = first["expected_core_share"] / first["core_share"]
     assert second["load_scale"] == pytest.approx(scale)
     assert second["predicted_step_ms"] == pytest.approx(second["plan_predicted_ms"] * scale + model.step_overhead_ms)
