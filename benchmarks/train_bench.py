@@ -90,6 +90,23 @@ def prediction_errors(measured: list[dict], predicted: str = "predicted_step_ms"
             "measured_ms": [m["step_time_ms"] for m in measured]}
 
 
+def prediction_components(measured: list[dict]) -> dict:
+    """Medians over the steps of each part of the prediction, predicted and measured (ms): the waves
+    (plan time x load scale vs the busiest rank's time in the waves) and the rest of the step (the
+    profile's step overhead vs step time - waves)."""
+    def median(values) -> float:
+        return statistics.median(list(values))
+
+    return {
+        "waves_predicted_ms": median(m["plan_predicted_ms"] * m["load_scale"] for m in measured),
+        "waves_measured_ms": median(m["waves_ms"] for m in measured),
+        "outside_waves_predicted_ms": median(m["predicted_step_ms"] - m["plan_predicted_ms"] * m["load_scale"]
+                                             for m in measured),
+        "outside_waves_measured_ms": median(m["outside_waves_ms"] for m in measured),
+        "load_scale": median(m["load_scale"] for m in measured),
+    }
+
+
 def _summary(measured: list[dict], world: int) -> dict:
     from longctx.runtime.metrics import busy_idle
 
@@ -104,8 +121,10 @@ def _summary(measured: list[dict], world: int) -> dict:
         "mean_predicted_step_ms": statistics.fmean(m["predicted_step_ms"] for m in measured),
         "prediction_error": prediction_errors(measured),
         "prediction_error_unscaled": prediction_errors(measured, "predicted_unscaled_step_ms"),
+        "prediction_components": prediction_components(measured),
         "load_scale": [m["load_scale"] for m in measured],
         "core_share": [m["core_share"] for m in measured],
+        "expected_core_share": [m["expected_core_share"] for m in measured],
     }
 
 

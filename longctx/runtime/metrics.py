@@ -46,7 +46,9 @@ def step_metrics(rows: torch.Tensor, plan: Plan, model: ModelConfig, step_time_s
     cost model's correction for the machine's current load, `longctx.scheduler.step_prediction`)
     plus that model's `step_overhead_ms`; ``predicted_unscaled_step_ms`` is the same without the load
     correction; ``step_time_ms`` is the measured `step_time_s` in ms. ``core_share`` is the CPU seconds
-    per busy wall second of the ranks in the waves (the share of a core a busy rank got).
+    per busy wall second of the ranks in the waves (the share of a core a busy rank got). The
+    prediction's parts, measured: ``waves_ms`` (the busiest rank's time in the waves; predicted:
+    ``plan_predicted_ms * load_scale``) and ``outside_waves_ms`` (the rest; predicted: the overhead).
     """
     world = rows.shape[0]
     tokens = sum(plan.lengths)
@@ -77,6 +79,9 @@ def step_metrics(rows: torch.Tensor, plan: Plan, model: ModelConfig, step_time_s
         metrics[f"busy_s/rank{rank}"] = busy
         metrics[f"idle_s/rank{rank}"] = max(step_time_s - busy, 0.0)
     metrics["busy_fraction"] = float(rows[:, 1].sum()) / (world * step_time_s) if step_time_s > 0 else 0.0
+    # the prediction's two parts, measured: the waves on the busiest rank and the rest of the step
+    metrics["waves_ms"] = float(rows[:, 1].max()) * 1e3
+    metrics["outside_waves_ms"] = metrics["step_time_ms"] - metrics["waves_ms"]
     return metrics
 
 

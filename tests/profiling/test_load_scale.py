@@ -78,3 +78,14 @@ def test_step_metrics_scale_the_plan_time_and_measure_the_core_share():
     assert metrics["predicted_step_ms"] == pytest.approx(100.0 * 1.5 + 30.0)
     assert metrics["predicted_unscaled_step_ms"] == pytest.approx(130.0)
     assert metrics["core_share"] == pytest.approx(1.2 / 3.0), "CPU seconds over busy seconds of all ranks"
+    assert (metrics["waves_ms"], metrics["outside_waves_ms"]) == pytest.approx((2000.0, 500.0))
+
+
+def test_bench_reports_each_part_of_the_prediction_against_its_measurement():
+    from longctx.benchmarks.train_bench import prediction_components
+
+    steps = [{"plan_predicted_ms": 100.0, "load_scale": s, "waves_ms": w, "predicted_step_ms": 100.0 * s + 30.0,
+              "outside_waves_ms": o} for s, w, o in ((1.0, 90.0, 20.0), (2.0, 210.0, 40.0), (1.5, 160.0, 25.0))]
+    assert prediction_components(steps) == pytest.approx({
+        "waves_predicted_ms": 150.0, "waves_measured_ms": 160.0, "outside_waves_predicted_ms": 30.0,
+        "outside_waves_measured_ms": 25.0, "load_scale": 1.5})
