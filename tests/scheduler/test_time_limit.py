@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from longctx.scheduler import Cluster, CostModel, Plan, best_static_plan, lower_bound_ms, plan_step, simulate
 from longctx.scheduler.lpt import lpt_rounds
 from longctx.scheduler.planner import EXACT_BOUND_MAX_NODES
+from longctx.scheduler.step_lengths import StepLengths
 from longctx.scheduler.workloads import document_stream, pack_steps
 from tests.reference.step_time import independent_step_time_ms
 
@@ -158,3 +159,16 @@ def test_plan_to_dict_is_the_dataclass_conversion():
     plan = plan_step(_web_step(8), Cluster(8), time_limit_s=None)
     assert plan.to_dict() == dataclasses.asdict(plan)
     assert list(plan.to_dict()) == list(dataclasses.asdict(plan))
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.one_of(st.integers(1, 50), st.integers(1, 10**12)), min_size=0, max_size=30))
+def test_step_lengths_counts_like_a_sort(lengths):
+    step = StepLengths.of(lengths)
+    distinct, inverse, counts = np.unique(np.asarray(lengths, dtype=np.int64), return_inverse=True,
+                                          return_counts=True)
+    assert step.distinct.tolist() == distinct.tolist() and step.counts.tolist() == counts.tolist()
+    assert step.inverse.tolist() == inverse.reshape(-1).tolist()
+    times = np.sqrt(step.distinct.astype(np.float64))  # any time per distinct length, increasing
+    order = step.longest_first(times)
+    assert order.tolist() == sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
