@@ -25,7 +25,8 @@ What the runtime keeps (`longctx.runtime`, `longctx.model`), and so what is coun
   ``param_offload`` (`longctx.runtime.param_offload`): the blocks, the
   embedding and (tiled loss) the final norm and head live as host copies in
   the weights' dtype; the device holds the rest (untiled: the final norm and
-  head, and the embedding when tied to it) and the largest module in use.
+  head, and the embedding when tied to it) and two modules: the one in use and
+  the next one, prefetched (a block beside a block, the embedding or the head).
 * saved activations per token per layer (`saved_per_token`), for fp32 and for
   bf16 autocast (linear outputs bf16; residual stream, norms, RoPE tables,
   attention log-sum-exp and loss fp32; the residual stream is in the device
@@ -179,10 +180,11 @@ class MemoryModel:
         if not self.settings.param_offload:
             return {"parameters": weights * p}, {}
         block, matrix = self._layer_elements()
-        if self.settings.loss_tile_tokens is not None:
-            resident, in_flight = 0, max(block, matrix + s.dim)  # the final norm and head are used together
-        else:
-            resident, in_flight = s.dim + matrix, (block if s.tie_embeddings else max(block, matrix))
+        if self.settings.loss_tile_tokens is not None:  # the final norm and head are used together
+            resident, other = 0, matrix + s.dim
+        else:  # the norm and head stay; the embedding too when tied to the head
+            resident, other = s.dim + matrix, (0 if s.tie_embeddings else matrix)
+        in_flight = block + max(block, other)  # a module in use and the next one prefetched
         return ({"parameters (resident)": weights * resident, "parameters (in flight)": weights * in_flight},
                 {"parameter copies": weights * (p - resident)})
 

@@ -40,5 +40,6 @@ class RankActivations:
     @contextlib.contextmanager
     def micro_batch(self) -> Iterator[ActivationMemory]:
         """Run one micro-batch's forward and backward inside this context."""
-        with self.hooks.micro_batch():
+        weights = self.weights.micro_batch() if self.weights is not None else contextlib.nullcontext()
+        with self.hooks.micro_batch(), weights:
             yield self.memory

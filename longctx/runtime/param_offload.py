@@ -19,13 +19,26 @@ do wrap forward and backward; the embedding's backward never reads its
 weight; an untiled head's autograd graph reads its weight in backward without
 the context, so it (and a weight tied to it) stays resident.
 
+Prefetch: the order in which modules enter `weights` in one micro-batch
+(embedding, blocks forward, head, head and blocks backward) is recorded, and
+in the next micro-batch entering a module starts materialising the one that
+followed it last time: on CUDA its copy runs on a side stream (storage
+allocated on the compute stream, the copy ordered after the compute stream's
+work so far, the compute stream waiting for the copy's event before using
+it), overlapping the current module's compute; on CPU the copy is simply done
+earlier. So at most two modules' weights are on the device at once. A
+prefetched module still unused when the micro-batch ends (`micro_batch`) is
+released; nothing prefetched outlives a micro-batch, so the optimizer's
+refresh of the host copies never races a copy.
+
 The optimizer writes updated weights into the host copies (`home`, set as
 `ShardedAdamW.weights_home`), which is all a refresh needs. Checkpoints save
 and load the model through `all_weights()`, which materialises everything
 for the duration and writes loaded values back to the host copies.
 
 Bookkeeping: `device_bytes()`, the bytes of offloaded parameters resident on
-the device now (0 outside every `weights` context), and `peak_device_bytes`.
+the device now (0 outside every `weights` context and micro-batch), and
+`peak_device_bytes`.
 """
 from __future__ import annotations
 
@@ -57,6 +70,13 @@ class ParamResidency:
         self._users = dict.fromkeys(self._offloaded, 0)
         #: most bytes of offloaded parameters materialised at once since construction
         self.peak_device_bytes = 0
+        #: modules in the order they entered `weights` in the last micro-batch, and in this one so far
+        self._last_order: list[nn.Module] = []
+        self._order: list[nn.Module] = []
+        #: id(param) -> the CUDA event after which its prefetched weights are valid (None on CPU)
+        self._prefetched: dict[int, object] = {}
+        cuda = [p.device for p in self._offloaded.values() if p.device.type == "cuda"]
+        self._side = torch.cuda.Stream(cuda[0]) if cuda else None
         for param in self._offloaded.values():
             param.untyped_storage().resize_(0)
 
@@ -81,7 +101,11 @@ class ParamResidency:
             key = id(param)
             if key not in self._offloaded:
                 continue
-            if self._users[key] == 0:
+            if key in self._prefetched:
+                ready = self._prefetched.pop(key)
+                if ready is not None:
+                    torch.cuda.current_stream(param.device).wait_event(ready)
+            elif self._users[key] == 0:
                 param.untyped_storage().resize_(_storage_bytes(param))
                 param.data.copy_(self._host[key], non_blocking=True)  # `.data`: no version bump for autograd
             self._users[key] += 1
@@ -96,10 +120,57 @@ class ParamResidency:
             if self._users[key] == 0:
                 param.untyped_storage().resize_(0)
 
+    def _prefetch(self, module: nn.Module) -> None:
+        """Start materialising `module`'s released weights ahead of their use (see the module docstring)."""
+        params = [p for p in module.parameters()
+                  if id(p) in self._offloaded and self._users[id(p)] == 0 and id(p) not in self._prefetched]
+        for param in params:
+            param.untyped_storage().resize_(_storage_bytes(param))  # allocated in the compute stream's order
+        ready = None
+        if self._side is not None and params:
+            self._side.wait_stream(torch.cuda.current_stream(self._side.device))
+            with torch.cuda.stream(self._side):
+                for param in params:
+                    param.data.copy_(self._host[id(param)], non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record(self._side)
+        else:
+            for param in params:
+                param.data.copy_(self._host[id(param)])
+        self._prefetched.update(dict.fromkeys(map(id, params), ready))
+        self.peak_device_bytes = max(self.peak_device_bytes, self.device_bytes())
+
+    def _next_of(self, module: nn.Module) -> nn.Module | None:
+        """The module that followed `module`'s current use in the last micro-batch (None: unknown)."""
+        position = len(self._order)
+        if position < len(self._last_order) and self._last_order[position - 1] is module:
+            return self._last_order[position]
+        return None
+
+    @contextlib.contextmanager
+    def micro_batch(self) -> Iterator[None]:
+        """Wrap one micro-batch's forward and backward: prefetches follow the last micro-batch's order and
+        end with it."""
+        self._order = []
+        try:
+            yield
+        finally:
+            for key, ready in self._prefetched.items():
+                param = self._offloaded[key]
+                if ready is not None:
+                    torch.cuda.current_stream(param.device).wait_event(ready)  # no reuse before the copy ends
+                param.untyped_storage().resize_(0)
+            self._prefetched = {}
+            self._last_order = self._order
+
     @contextlib.contextmanager
     def weights(self, module: nn.Module) -> Iterator[None]:
         """`module`'s offloaded weights on the device for the duration (an `ActivationMemory.weights`)."""
         taken = self._acquire(module.parameters())  # each parameter once, shared ones included
+        self._order.append(module)
+        following = self._next_of(module)
+        if following is not None:
+            self._prefetch(following)
         try:
             yield
         finally:

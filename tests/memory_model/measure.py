@@ -64,8 +64,10 @@ def state_bytes(model_name: str, memory: MemoryConfig) -> dict[str, int]:
     residency = parameter_offload(model, memory, optimizer)
     activations = RankActivations(memory, model.parameters(), torch.device("cpu"), residency)
     docs, positions, cu_seqlens = _batch(config.vocab_size, 64)
-    with activations.micro_batch() as scopes:
-        model.loss(torch.cat(docs), positions, cu_seqlens, next_token_targets(docs), 61, memory=scopes).backward()
+    for _ in range(2):  # two micro-batches: the second prefetches weights in the order the first used them
+        with activations.micro_batch() as scopes:
+            model.loss(torch.cat(docs), positions, cu_seqlens, next_token_targets(docs), 61,
+                       memory=scopes).backward()
     params = [p for p in model.parameters() if residency is None or not residency.offloaded(p)]
     out = {"parameters": sum(p.numel() * p.element_size() for p in params)}
     if residency is not None:

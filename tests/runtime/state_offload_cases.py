@@ -100,19 +100,24 @@ def train_on_plans(model_config: ModelConfig, memory: MemoryConfig, replicated: 
            "stream_peak": None if stream is None else stream.peak_device_bytes,
            "largest_layer": max(layer_parameter_bytes(model)),
            "residency_peak": None if residency is None else residency.peak_device_bytes,
-           "largest_materialised": _largest_materialised(model, memory)}
+           "most_materialised": _most_materialised(model, memory)}
     restore_weights(residency)
     out["params"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     return out
 
 
-def _largest_materialised(model: Decoder, memory: MemoryConfig) -> int:
-    """Bytes of the largest set of weights the decoder uses at once: a block, the embedding, or (tiled loss,
-    both offloaded) the final norm with the head."""
+def _most_materialised(model: Decoder, memory: MemoryConfig) -> int:
+    """Bytes of the most offloaded weights on the device at once: a module in use and the next one
+    prefetched — two blocks, or a block next to the embedding (unless tied to a resident untiled head), or
+    (tiled loss) a block prefetched while the final norm and head are in use."""
     def size(*modules) -> int:
         return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
-    head = size(model.norm, model.head) if memory.loss_tile_tokens is not None else 0
-    return max(*(size(block) for block in model.blocks), size(model.embedding), head)
+    block = size(model.blocks[0])
+    if memory.loss_tile_tokens is not None:
+        other = max(size(model.embedding), size(model.norm, model.head))
+    else:
+        other = 0 if model.config.tie_embeddings else size(model.embedding)
+    return block + max(block, other)
 
 
 def kept_gradients_are_seen(model_config: ModelConfig) -> dict:

@@ -7,7 +7,7 @@ after 3 AdamW steps within 1e-6 relative (they are in fact bit-identical: the ho
 same gradients in the same order as ``param.grad`` would). Bookkeeping: no gradient is left on the device
 after backward, the most gradient bytes alive at once never exceed the largest layer's parameter bytes
 (and the meter does see gradients kept alive), offloaded weights occupy 0 device bytes outside a `weights`
-context and exactly the largest module's bytes at the peak.
+context and, at the peak, exactly a module's and its prefetched successor's bytes.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def _check_bookkeeping(got: dict, what: str) -> None:
     assert 0 < got["stream_peak"] <= got["largest_layer"], (what, got["stream_peak"], got["largest_layer"])
     if got["residency_peak"] is not None:
         assert got["resident_outside"] == [0] * 6, f"{what}: offloaded weights resident outside weights()"
-        assert got["residency_peak"] == got["largest_materialised"], (what, got["residency_peak"])
+        assert got["residency_peak"] == got["most_materialised"], (what, got["residency_peak"])
 
 
 def _settings(sharding: str, activations: dict, optimizer_offload: bool, param_offload: bool) -> MemoryConfig:
