@@ -15,7 +15,7 @@ import dataclasses
 
 import pytest
 
-from longctx.runtime.config import MemoryConfig
+from longctx.runtime.config import ConfigError, MemoryConfig
 from tests.memory.memory_cases import CONFIG
 from tests.runtime import state_offload_cases as cases
 from tests.runtime.conftest import tiny_run
@@ -118,3 +118,16 @@ def test_longctx_train_with_both_offloads_equals_both_off_and_resumes_exactly(gl
 def test_a_non_finite_streamed_gradient_is_named_by_the_local_check(gloo_pool):
     message = gloo_pool(1).run(cases.streamed_non_finite_gradient_message, CONFIG)[0]
     assert "gradient norm inf on rank 0 at step 7" in message, message
+
+
+@pytest.mark.parametrize("settings, words", [
+    (dict(param_offload=True), ["memory.param_offload=true", "memory.optimizer_offload=false",
+                                "set memory.optimizer_offload=true"]),
+    (dict(param_offload=True, optimizer_offload=True, checkpointing="none", offload="none"),
+     ["memory.param_offload=true", "memory.checkpointing='none'", "memory.checkpointing=full"]),
+    (dict(param_offload="yes", optimizer_offload=True), ["memory.param_offload='yes'", "true or false"]),
+])
+def test_param_offload_settings_are_checked_naming_field_value_and_fix(settings, words):
+    with pytest.raises(ConfigError) as error:
+        MemoryConfig(**settings)
+    assert all(word in str(error.value) for word in words), str(error.value)
