@@ -1,6 +1,7 @@
 """plan_step's time limit: wall time bounded with preparation included, a good plan when it binds, determinism."""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -172,3 +173,17 @@ def test_step_lengths_counts_like_a_sort(lengths):
     times = np.sqrt(step.distinct.astype(np.float64))  # any time per distinct length, increasing
     order = step.longest_first(times)
     assert order.tolist() == sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+
+
+def test_bench_solve_time_table_reports_wall_gaps_and_the_cli(tmp_path):
+    from longctx.benchmarks import scheduler_bench
+
+    assert scheduler_bench.main(["--workloads", "--solve-ranks", "8", "--solve-time-limit", "0.5",
+                                 "--out-dir", str(tmp_path), "--tag", "t"]) == 0
+    (row,) = json.loads((tmp_path / "scheduler_t.json").read_text())["solve_time"]
+    assert row["ranks"] == 8 and row["time_limit_s"] == 0.5 and 0 < row["wall_s"] < row["cli_wall_s"]
+    lengths = _web_step(8)
+    assert row["lower_bound_ms"] == pytest.approx(lower_bound_ms(lengths, Cluster(8), MODEL))
+    assert row["gap_pct"] == pytest.approx(100 * (row["step_time_ms"] / row["lower_bound_ms"] - 1))
+    assert row["gap_pct"] <= row["static_gap_pct"] + 1e-6
+    assert f"| 8 | {len(lengths)} | 0.5 | {row['wall_s']:.2f} |" in (tmp_path / "scheduler_t.md").read_text()
