@@ -16,6 +16,9 @@ Modules, one job each:
 - `moldable`     whole-node jobs that pick their node count as they are placed
 - `longdoc`      column MILP: long documents' node counts jointly with the tail's room
 - `budget`       the wall-clock budget of one plan_step, preparation included
+- `quick`        the planner's first plan: the greedy's best-estimated candidate, scheduled fast
+- `lpt`          longest-first assignment to machines, exact then in rounds (static and quick plans)
+- `step_lengths` a step's lengths sorted once: distinct values, longest-first orders
 - `planner`      plan_step: static + peer plans, greedy, MILPs, moldable; keeps the fastest
 - `simulator`    times any plan under the cost model
 - `static`       static DP x CP plans (arrival / balanced), best over CP sizes
