@@ -93,6 +93,8 @@ class GradientStream:
     def _take(self, index: int):
         def hook(param: nn.Parameter) -> None:
             gradient = param.grad
+            if gradient is None:  # autograd calls the hook also when a backward returned no gradient for it
+                return
             param.grad = None
             self._track(gradient)
             if self._cuda:

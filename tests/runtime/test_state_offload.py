@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from longctx.runtime.config import ConfigError, MemoryConfig
+from longctx.runtime.grad_stream import GradientStream
 from tests.memory.memory_cases import CONFIG
 from tests.runtime import state_offload_cases as cases
 from tests.runtime.conftest import tiny_run
@@ -31,6 +33,7 @@ ACTIVATIONS = [
     dict(checkpointing="full", offload="checkpoints", mlp_tile_tokens=7, loss_tile_tokens=50),
     dict(checkpointing="selective", offload="all", mlp_tile_tokens=None, loss_tile_tokens=None),
     dict(checkpointing="full", offload="none", mlp_tile_tokens=None, loss_tile_tokens=50),
+    dict(checkpointing="tiled", offload="checkpoints", mlp_tile_tokens=7, loss_tile_tokens=50),
 ]
 
 
@@ -63,7 +66,7 @@ def _settings(sharding: str, activations: dict, optimizer_offload: bool, param_o
 def test_streaming_and_param_offload_equal_both_off_on_one_process(gloo_pool, tied):
     model = dataclasses.replace(CONFIG, tie_embeddings=tied)
     pool = gloo_pool(1)
-    for activations in ACTIVATIONS[:2]:
+    for activations in (ACTIVATIONS[0], ACTIVATIONS[1], ACTIVATIONS[3]):
         off = pool.run(cases.train_on_plans, model, _settings("none", activations, False, False))[0]
         replicated = pool.run(cases.train_on_plans, model, _settings("none", activations, False, False), True)[0]
         for param_offload in (False, True):
@@ -131,3 +134,23 @@ def test_param_offload_settings_are_checked_naming_field_value_and_fix(settings,
     with pytest.raises(ConfigError) as error:
         MemoryConfig(**settings)
     assert all(word in str(error.value) for word in words), str(error.value)
+
+
+def test_a_backward_without_a_parameters_gradient_streams_nothing():
+    """Autograd calls the post-accumulate hook also when a Function's backward returned None for the
+    parameter (an empty shard's block): the stream must add nothing and keep the accumulator at zero."""
+    weight = torch.nn.Parameter(torch.ones(3))
+    stream = GradientStream([weight], ring_bytes=12)
+
+    class _NoWeightGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2, None
+
+    _NoWeightGradient.apply(torch.ones(3, requires_grad=True), weight).sum().backward()
+    (weight * 3).sum().backward()
+    assert weight.grad is None and stream.accumulators[0].tolist() == [3.0, 3.0, 3.0]
