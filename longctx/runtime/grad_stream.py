@@ -15,20 +15,19 @@ fp32, bit for bit, whatever number of micro-batches each rank runs.
 Copies. CUDA: the hook copies the gradient into a slice of a pinned staging
 ring on a side stream (ordered after the compute stream's work that produced
 it) and keeps the device gradient alive until the copy's event; when the ring
-is full, and at `drain`, the pending copies are waited for (their seconds
-counted in `exposed_copy_s`) and added into the accumulators on the CPU. The
-ring holds `ring_bytes` (`ShardedAdamW`: the largest layer's gradient bytes),
-so at most two layers' gradients are on the device at once: the one autograd
-just produced and one whose copies are in flight. CPU: the "device" is host memory
-too; the hook adds the gradient into the accumulator directly, a separate
-tensor, so the bookkeeping and exactness are the same as on a GPU.
+is full, and at `drain`, the pending copies are waited for and added into
+the accumulators on the CPU. The ring holds `ring_bytes` (`ShardedAdamW`: the
+largest layer's gradient bytes), so at most two layers' gradients are on the
+device at once: the one autograd just produced and one whose copies are in
+flight. CPU: the "device" is host memory too; the hook adds the gradient into
+the accumulator directly, a separate tensor, so the bookkeeping and
+exactness are the same as on a GPU.
 
-Bookkeeping (for tests and metrics): `peak_device_bytes`, the most bytes of
-gradients handed to the stream and still alive on the device at one time.
+Bookkeeping (for tests): `peak_device_bytes`, the most bytes of gradients
+handed to the stream and still alive on the device at one time.
 """
 from __future__ import annotations
 
-import time
 import weakref
 from dataclasses import dataclass
 from typing import Sequence
@@ -85,8 +84,6 @@ class GradientStream:
         self._live: list[tuple[weakref.ref, int]] = []
         #: most bytes of gradients handed to the stream alive on the device at once, since construction
         self.peak_device_bytes = 0
-        #: seconds the host waited for gradient copies (CUDA) or spent adding (CPU), since the last `zero`
-        self.exposed_copy_s = 0.0
         for i, p in enumerate(self.params):
             p.register_post_accumulate_grad_hook(self._take(i))
 
@@ -100,9 +97,7 @@ class GradientStream:
             if self._cuda:
                 self._stage(gradient, self.accumulators[index])
             else:
-                started = time.perf_counter()
                 self.accumulators[index].add_(gradient.reshape(-1))
-                self.exposed_copy_s += time.perf_counter() - started
         return hook
 
     def _track(self, gradient: torch.Tensor) -> None:
@@ -128,9 +123,7 @@ class GradientStream:
     def drain(self) -> None:
         """Finish every pending copy and add it into its accumulator (no-op on CPU)."""
         for pending in self._pending:
-            started = time.perf_counter()
             pending.copied.synchronize()
-            self.exposed_copy_s += time.perf_counter() - started
             pending.accumulator.add_(pending.staged)
         self._pending, self._ring_used = [], 0
 
@@ -139,7 +132,6 @@ class GradientStream:
         self.drain()
         for accumulator in self.accumulators:
             accumulator.zero_()
-        self.exposed_copy_s = 0.0
 
     def host_bytes(self) -> int:
         """Bytes of the fp32 accumulators (and the CUDA staging ring) in host memory."""
