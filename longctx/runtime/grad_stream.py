@@ -72,7 +72,7 @@ class GradientStream:
         largest = max((p.numel() * p.element_size() for p in self.params), default=0)
         if ring_bytes < largest:
             raise ValueError(f"GradientStream: ring_bytes={ring_bytes} is below the largest gradient ({largest} "
-                             "bytes); give at least that (the default is twice the largest layer's)")
+                             "bytes); give at least that (ShardedAdamW gives the largest layer's)")
         #: fp32 `[numel]` host accumulator of every parameter (pinned when CUDA is present)
         self.accumulators = [new_store_tensor(torch.zeros(p.numel()), torch.device("cpu")) for p in self.params]
         self.device = self.params[0].device if self.params else torch.device("cpu")
