@@ -48,6 +48,9 @@ from typing import Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
+from longctx.runtime.config import MemoryConfig
+from longctx.runtime.optim import StepOptimizer
+
 
 def _storage_bytes(param: torch.Tensor) -> int:
     return param.numel() * param.element_size()
@@ -207,9 +210,9 @@ def offload_decoder_weights(model: nn.Module, loss_tiled: bool) -> ParamResidenc
     return ParamResidency(modules, resident)
 
 
-def parameter_offload(model: nn.Module, memory, optimizer) -> ParamResidency | None:
-    """The run's parameter offload (``memory.param_offload``; `memory` a `MemoryConfig`), its host copies
-    refreshed by `optimizer` (a `ShardedAdamW`, built before: it casts the weights); None when off."""
+def parameter_offload(model: nn.Module, memory: MemoryConfig, optimizer: StepOptimizer) -> ParamResidency | None:
+    """The run's parameter offload (``memory.param_offload``), its host copies refreshed by `optimizer` (a
+    `ShardedAdamW`, as the config check guarantees; built before: it casts the weights); None when off."""
     if not memory.param_offload:
         return None
     residency = offload_decoder_weights(model, memory.loss_tile_tokens is not None)
