@@ -34,6 +34,7 @@ import numpy as np
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel, GroupShape
 from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.lpt import exact_lpt
 from longctx.scheduler.options import OptionTable
 from longctx.scheduler.plan import Plan, PlanGroup, PlanWave
 
@@ -162,16 +163,7 @@ def assign_local(free: np.ndarray, ids: np.ndarray, durations: np.ndarray) -> np
     """
     owner = np.empty(len(ids), dtype=np.int64)
     exact = min(len(ids), EXACT_LPT_PER_RANK * len(free))
-    heap = [(t, r) for r, t in enumerate(free.tolist())]
-    heapq.heapify(heap)
-    owners = []
-    for duration in durations[:exact].tolist():
-        t, r = heap[0]
-        owners.append(r)
-        heapq.heapreplace(heap, (t + duration, r))
-    owner[:exact] = owners
-    for t, r in heap:
-        free[r] = t
+    owner[:exact] = exact_lpt(free, durations[:exact])
     step = max(1, len(free) // LPT_BATCH_DIVISOR)
     for begin in range(exact, len(ids), step):
         batch = durations[begin:begin + step]
@@ -226,11 +218,14 @@ def to_waves(placed: list[_Placed]) -> list[PlanWave]:
     return [PlanWave(sorted(groups, key=lambda g: g.ranks[0])) for groups in waves]
 
 
-def long_floor_ms(local_ms: np.ndarray) -> float:
-    """Local time (ms) below which sequences stay local, so at most MAX_LONG are considered for groups."""
+def long_floor_ms(local_ms: np.ndarray, lower_bound: float) -> float:
+    """Local time (ms) below which sequences stay local: at most MAX_LONG are considered for groups,
+    besides every sequence slower alone than `lower_bound` (ms), which a plan near the bound must put on a
+    group, however many there are (at most the ranks, as their local work is at most ranks x the bound)."""
     if len(local_ms) <= MAX_LONG:
         return 0.0
-    return float(np.partition(local_ms, len(local_ms) - MAX_LONG - 1)[len(local_ms) - MAX_LONG - 1])
+    return min(float(np.partition(local_ms, len(local_ms) - MAX_LONG - 1)[len(local_ms) - MAX_LONG - 1]),
+               lower_bound)
 
 
 def targets_ms(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float,
@@ -239,7 +234,7 @@ def targets_ms(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: fl
     targets = [lower_bound * f for f in HIGH_FACTORS]
     if len(lengths) == 0:
         return targets
-    longest_fastest = float(OptionTable.build([max(lengths)], shapes, cluster, cost_model).fastest_ms()[0])
+    longest_fastest = float(OptionTable.build([np.max(lengths)], shapes, cluster, cost_model).fastest_ms()[0])
     if longest_fastest > DOMINANT * lower_bound:
         residual = max(lower_bound - longest_fastest, 0.01 * lower_bound)
         targets = sorted(set([residual * f for f in LOW_FACTORS] + targets))
@@ -266,18 +261,49 @@ def make_candidate(label: str, shape_of: dict[int, GroupShape], time_of: dict[in
     return Candidate(label, jobs, local_mask)
 
 
-def greedy_candidates(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, *,
-                      kinds: tuple[str, ...] = ("ring", "ulysses", "hybrid"), sizes: tuple[int, ...] | None = None,
-                      label: str = "greedy") -> list[Candidate]:
-    """One candidate per target of `targets_ms` (lower_bound in ms)."""
+@dataclass(frozen=True)
+class ShapeChoices:
+    """The greedy's shape choices, one per distinct outcome of its targets, before they become candidates.
+
+    `long_ids` [long]: the sequences considered for groups; `table`: their `OptionTable`; `choices`: per
+    kept target (`labels`), the shape index (into `table.shapes`) of every long sequence ([long] int)."""
+
+    long_ids: np.ndarray
+    table: OptionTable
+    labels: list[str]
+    choices: list[np.ndarray]
+
+    def candidate(self, c: int, num_sequences: int) -> Candidate:
+        """Choice `c` as a Candidate: multi-rank jobs largest first (then longest, then by sequence)."""
+        choice = self.choices[c]
+        columns = np.arange(len(choice))
+        sizes = self.table.sizes[choice]
+        multi = np.flatnonzero(sizes > 1)
+        ids, shape_ids, sizes = self.long_ids[multi], choice[multi], sizes[multi]
+        durations = self.table.time_ms[shape_ids, columns[multi]]
+        order = np.lexsort((ids, -durations, -sizes))
+        shapes = self.table.shapes
+        jobs = [Job(shapes[k], (i,), d) for k, i, d in zip(shape_ids[order].tolist(), ids[order].tolist(),
+                                                            durations[order].tolist())]
+        local_mask = np.ones(num_sequences, dtype=bool)
+        local_mask[ids] = False
+        return Candidate(self.labels[c], jobs, local_mask)
+
+
+def shape_choices(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, *,
+                  kinds: tuple[str, ...] = ("ring", "ulysses", "hybrid"), sizes: tuple[int, ...] | None = None,
+                  label: str = "greedy", local_ms: np.ndarray | None = None) -> ShapeChoices:
+    """The shape choice of every target of `targets_ms` (lower_bound in ms), repeats dropped.
+
+    `local_ms` [sequences]: the sequences' local times when already known (ms)."""
     s = np.asarray(lengths, dtype=np.float64)
     cap = cost_model.max_tokens_per_rank(cluster)
-    local_ms = cost_model.time_ms(s, LOCAL, cluster)
+    local_ms = cost_model.time_ms(s, LOCAL, cluster) if local_ms is None else local_ms
     shapes = cost_model.shapes(cluster, kinds, sizes)
     targets = targets_ms(lengths, cluster, cost_model, lower_bound, shapes)
     # sequences that run locally under every target need no option table; targets so small that
     # more than MAX_LONG sequences would leave their rank are dropped (they only cost time)
-    floor = long_floor_ms(local_ms)
+    floor = long_floor_ms(local_ms, lower_bound)
     targets = [t for t in targets if t >= floor] or [max(targets)]
     long_ids = np.flatnonzero((s > cap) | (local_ms > min(targets)))
     table = OptionTable.build(s[long_ids], shapes, cluster, cost_model)
@@ -288,17 +314,34 @@ def greedy_candidates(lengths, cluster: Cluster, cost_model: CostModel, lower_bo
             f"lengths[{i}]={int(s[i])} tokens fits no group shape of kinds {list(kinds)} on this cluster "
             f"({cap} tokens per rank); allow larger groups or other kinds"
         )
-    candidates, seen = [], set()
+    labels, choices, seen = [], [], set()
     for target in targets:
         choice = table.choose(target)
         key = choice.tobytes()
         if key in seen:  # same shapes as an earlier target
             continue
         seen.add(key)
-        shape_of = {int(long_ids[j]): table.shapes[k] for j, k in enumerate(choice.tolist())}
-        time_of = {int(long_ids[j]): float(table.time_ms[k, j]) for j, k in enumerate(choice.tolist())}
-        candidates.append(make_candidate(f"{label}@{target:.0f}ms", shape_of, time_of, len(s)))
-    return candidates
+        labels.append(f"{label}@{target:.0f}ms")
+        choices.append(choice)
+    return ShapeChoices(long_ids, table, labels, choices)
+
+
+def greedy_candidates(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, *,
+                      kinds: tuple[str, ...] = ("ring", "ulysses", "hybrid"), sizes: tuple[int, ...] | None = None,
+                      label: str = "greedy") -> list[Candidate]:
+    """One candidate per target of `targets_ms` (lower_bound in ms) with a shape choice of its own."""
+    choices = shape_choices(lengths, cluster, cost_model, lower_bound, kinds=kinds, sizes=sizes, label=label)
+    return [choices.candidate(c, len(lengths)) for c in range(len(choices.choices))]
+
+
+def estimate_ms(candidate: Candidate, local_ms: np.ndarray, total_local_ms: float, cluster: Cluster) -> float:
+    """The candidate's placement estimate (ms): its multi-rank jobs placed, the local work poured over the
+    ranks (`local_ms` [sequences]: local times; `total_local_ms`: their sum)."""
+    free, _ = place_multi_rank(candidate.jobs, cluster, record=False)
+    on_groups = [job.sequences[0] for job in candidate.jobs]
+    local_work = total_local_ms - float(local_ms[on_groups].sum())
+    local_max = float(local_ms[candidate.local_mask].max(initial=0.0))
+    return placement_estimate_ms(free, local_work, local_max)
 
 
 def estimate_candidates(candidates: list[Candidate], lengths, cluster: Cluster, cost_model: CostModel) -> np.ndarray:
@@ -306,11 +349,7 @@ def estimate_candidates(candidates: list[Candidate], lengths, cluster: Cluster, 
     local_ms = cost_model.time_ms(np.asarray(lengths, dtype=np.float64), LOCAL, cluster)
     total_local = float(local_ms.sum())
     for candidate in candidates:
-        free, _ = place_multi_rank(candidate.jobs, cluster, record=False)
-        on_groups = [job.sequences[0] for job in candidate.jobs]
-        local_work = total_local - float(local_ms[on_groups].sum())
-        local_max = float(local_ms[candidate.local_mask].max(initial=0.0))
-        candidate.estimate_ms = placement_estimate_ms(free, local_work, local_max)
+        candidate.estimate_ms = estimate_ms(candidate, local_ms, total_local, cluster)
     return local_ms
 
 

@@ -4,7 +4,8 @@ Model (PuLP; HiGHS by default, CBC as the alternative):
 
 - Short sequences (fitting one rank and taking at most `SHORT_FRACTION` of the
   greedy's smallest target step time alone, or beyond the greedy's MAX_LONG
-  slowest) run locally; they only add their work to the ranks.
+  slowest and not slower alone than the bound: `greedy.long_floor_ms`) run
+  locally; they only add their work to the ranks.
 - Long sequences are bucketed by length (geometric buckets, ratio
   `BUCKET_RATIO`); a bucket's time on a shape is its longest member's (so a
   plan that meets the model meets it for every member).
@@ -172,7 +173,7 @@ def solve_shapes(lengths, cluster: Cluster, cost_model: CostModel, lower_bound: 
     cap = cost_model.max_tokens_per_rank(cluster)
     local_ms = cost_model.time_ms(s, LOCAL, cluster)
     smallest_target = min(targets_ms(lengths, cluster, cost_model, lower_bound, shapes))
-    long_mask = (s > cap) | (local_ms > max(SHORT_FRACTION * smallest_target, long_floor_ms(local_ms)))
+    long_mask = (s > cap) | (local_ms > max(SHORT_FRACTION * smallest_target, long_floor_ms(local_ms, lower_bound)))
     short_work = float(local_ms[~long_mask].sum())
     buckets = _buckets(s, np.flatnonzero(long_mask))
     if not buckets:

@@ -33,6 +33,11 @@ class OptionTable:
         sizes = np.array([shape.size for shape in shapes], dtype=np.float64)[:, None]
         return cls(list(shapes), time, time * sizes)
 
+    @property
+    def sizes(self) -> np.ndarray:
+        """[shapes] group size of each shape (ranks)."""
+        return np.array([shape.size for shape in self.shapes], dtype=np.int64)
+
     def fastest_ms(self) -> np.ndarray:
         """[sequences] best time over all shapes, ms."""
         return self.time_ms.min(axis=0)

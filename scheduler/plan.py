@@ -27,6 +27,7 @@ import numpy as np
 
 from longctx.scheduler.cost_model import KINDS, GroupShape
 from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.plan_screen import groups_pass
 
 
 class PlanInvalidError(SchedulerInputError):
@@ -66,11 +67,19 @@ class Plan:
     # ---- checks ---------------------------------------------------------------------------
     def validate(self, max_tokens_per_rank: int | None = None, ranks_per_node: int | None = None) -> "Plan":
         """Raise PlanInvalidError unless every sequence is placed once, groups are disjoint per
-        wave, shapes are legal, and (when given) memory and node alignment are respected."""
+        wave, shapes are legal, and (when given) memory and node alignment are respected.
+
+        The groups are screened all at once (`plan_screen.groups_pass`, numpy); only a plan the screen
+        rejects is checked group by group, which names the first problem."""
         if self.world_size < 1:
             raise PlanInvalidError(f"Plan.world_size={self.world_size}: must be >= 1")
-        placed: list[list[int]] = []
-        where_of: list[tuple[int, int, int]] = []  # (wave, group, group size)
+        if not groups_pass(self.waves, self.world_size, ranks_per_node):
+            self._check_groups(ranks_per_node)
+        self._check_sequences(max_tokens_per_rank)
+        return self
+
+    def _check_groups(self, ranks_per_node: int | None) -> None:
+        """Check each group in turn; raise PlanInvalidError naming the first broken rule."""
         for w, wave in enumerate(self.waves):
             used: set[int] = set()
             for g, group in enumerate(wave.groups):
@@ -91,38 +100,45 @@ class Plan:
                     raise PlanInvalidError(f"{where}: {err}") from None
                 if ranks_per_node is not None:
                     _check_node_alignment(group.ranks, ranks_per_node, where)
-                placed.append(group.sequences)
-                where_of.append((w, g, len(group.ranks)))
-        self._check_sequences(placed, where_of, max_tokens_per_rank)
-        return self
 
-    def _check_sequences(self, placed: list[list[int]], where_of: list[tuple[int, int, int]],
-                         max_tokens_per_rank: int | None) -> None:
+    def _check_sequences(self, max_tokens_per_rank: int | None) -> None:
         """Every sequence index valid and placed exactly once; memory per group (vectorised)."""
-        counts = np.array([len(seqs) for seqs in placed], dtype=np.int64)
-        seqs = np.fromiter(chain.from_iterable(placed), dtype=np.int64, count=int(counts.sum()))
-        owner = np.repeat(np.arange(len(placed)), counts)
+        groups = [group for wave in self.waves for group in wave.groups]
+        counts = np.fromiter(map(len, (group.sequences for group in groups)), dtype=np.int64, count=len(groups))
+        seqs = np.fromiter(chain.from_iterable(group.sequences for group in groups), dtype=np.int64,
+                           count=int(counts.sum()))
+        owner = np.repeat(np.arange(len(groups)), counts)
         bad = np.flatnonzero((seqs < 0) | (seqs >= len(self.lengths)))
         if len(bad):
-            w, g, _ = where_of[owner[bad[0]]]
-            raise PlanInvalidError(f"wave {w} group {g}: sequence index {seqs[bad[0]]} outside 0..{len(self.lengths) - 1}")
+            w, g = self._position(owner[bad[0]])
+            raise PlanInvalidError(f"wave {w} group {g}: sequence index {seqs[bad[0]]} outside "
+                                   f"0..{len(self.lengths) - 1}")
         times = np.bincount(seqs, minlength=len(self.lengths))
         if (times > 1).any():
             i = int(np.flatnonzero(times > 1)[0])
-            homes = [where_of[o][:2] for o in owner[seqs == i]]
+            homes = [self._position(o) for o in owner[seqs == i]]
             raise PlanInvalidError(f"sequence {i} is placed {times[i]} times, in (wave, group) {homes}")
         missing = np.flatnonzero(times == 0).tolist()
         if missing:
             raise PlanInvalidError(f"sequences {missing[:10]}{'...' if len(missing) > 10 else ''} are in no group")
         if max_tokens_per_rank is not None and len(seqs):
-            sizes = np.array([size for _, _, size in where_of], dtype=np.int64)[owner]
-            over = np.flatnonzero(np.asarray(self.lengths, dtype=np.int64)[seqs] > max_tokens_per_rank * sizes)
+            sizes = np.fromiter(map(len, (group.ranks for group in groups)), dtype=np.int64, count=len(groups))
+            lengths = np.fromiter(self.lengths, dtype=np.int64, count=len(self.lengths))
+            over = np.flatnonzero(lengths[seqs] > max_tokens_per_rank * sizes[owner])
             if len(over):
-                w, g, size = where_of[owner[over[0]]]
+                w, g = self._position(owner[over[0]])
                 raise PlanInvalidError(
-                    f"wave {w} group {g}: a sequence of {self.lengths[seqs[over[0]]]} tokens exceeds the memory of "
-                    f"{size} ranks ({max_tokens_per_rank} tokens per rank)"
+                    f"wave {w} group {g}: a sequence of {self.lengths[seqs[over[0]]]} tokens exceeds the "
+                    f"memory of {sizes[owner[over[0]]]} ranks ({max_tokens_per_rank} tokens per rank)"
                 )
+
+    def _position(self, index: int) -> tuple[int, int]:
+        """(wave, group in the wave) of the `index`-th group in execution order."""
+        for w, wave in enumerate(self.waves):
+            if index < len(wave.groups):
+                return w, int(index)
+            index -= len(wave.groups)
+        raise IndexError(index)
 
     # ---- views ----------------------------------------------------------------------------
     def groups(self):

@@ -31,6 +31,7 @@ from longctx.scheduler.budget import MIN_SOLVER_S, Budget
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel, default_sizes
 from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.gc_pause import gc_paused
 from longctx.scheduler.greedy import estimate_candidates, greedy_candidates, schedule_best, to_waves
 from longctx.scheduler.lower_bound import check_fits, lower_bound_ms, work_bound_ms
 from longctx.scheduler.longdoc import longdoc_plan
@@ -118,6 +119,7 @@ def plan_in_spaces(lengths, cluster: Cluster, cost_model: CostModel, lower_bound
     return plan
 
 
+@gc_paused()  # its many small objects hold no cycles (`gc_pause.py`)
 def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | None = None, method: str = "milp",
               solver: str = "highs", time_limit_s: float | None = 1.0, milp_node_limit: int = MILP_NODE_LIMIT,
               peer_plans: Sequence[Plan] = ()) -> Plan:

@@ -21,30 +21,74 @@ import numpy as np
 
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel
-from longctx.scheduler.greedy import LOCAL, estimate_candidates, greedy_candidates, place_multi_rank, to_waves
+from longctx.scheduler.greedy import (LOCAL, Candidate, ShapeChoices, estimate_ms, place_multi_rank, shape_choices,
+                                      to_waves)
 from longctx.scheduler.lpt import lpt_rounds
 from longctx.scheduler.plan import Plan, PlanGroup, PlanWave
-from longctx.scheduler.step_lengths import StepLengths
+from longctx.scheduler.step_lengths import StepLengths, stable_argsort
+
+#: relative slack on a candidate's estimate floor (its sums round differently from the estimate's)
+FLOOR_RTOL = 1e-9
 
 
 def quick_plan(step: StepLengths, cluster: Cluster, cost_model: CostModel, lower_bound: float, *,
                kinds: tuple[str, ...], sizes: tuple[int, ...] | None = None, label: str) -> Plan:
     """The best-estimated greedy candidate over shapes of `kinds` and `sizes` (None: the default sizes),
     scheduled (`lower_bound` ms: the greedy's targets are multiples of it). Plan.method is `label`."""
-    candidates = greedy_candidates(step.lengths, cluster, cost_model, lower_bound, kinds=kinds, sizes=sizes,
-                                   label=label)
-    estimate_candidates(candidates, step.lengths, cluster, cost_model)
-    best = min(range(len(candidates)), key=lambda c: (candidates[c].estimate_ms, c))
-    free, placed = place_multi_rank(candidates[best].jobs, cluster)
-    waves = [wave.groups for wave in to_waves(placed)]
     distinct_ms = cost_model.time_ms(step.distinct, LOCAL, cluster)
-    order = step.longest_first(distinct_ms, among=np.flatnonzero(candidates[best].local_mask))
+    local_ms = distinct_ms[step.inverse]
+    choices = shape_choices(step.lengths, cluster, cost_model, lower_bound, kinds=kinds, sizes=sizes, label=label,
+                            local_ms=local_ms)
+    best = _most_promising(choices, local_ms, cluster)
+    free, placed = place_multi_rank(best.jobs, cluster)
+    waves = [wave.groups for wave in to_waves(placed)]
+    order = step.longest_first(distinct_ms, among=np.flatnonzero(best.local_mask))
     owner = lpt_rounds(free, distinct_ms[step.inverse[order]])
     _add_local_groups(waves, order, owner, cluster.num_ranks)
     return Plan(cluster.num_ranks, step.lengths.tolist(), [PlanWave(sorted(groups, key=lambda g: g.ranks[0]))
                                                            for groups in waves], label,
                 predicted_step_time_ms=float(free.max(initial=0.0)), lower_bound_ms=lower_bound,
-                notes=[f"quick: best-estimated of {len(candidates)} candidates: {candidates[best].label}"])
+                notes=[f"quick: best-estimated of {len(choices.choices)} candidates: {best.label}"])
+
+
+def _most_promising(choices: ShapeChoices, local_ms: np.ndarray, cluster: Cluster) -> Candidate:
+    """The candidate with the least placement estimate (`greedy.estimate_ms`; ties to the earlier one),
+    placing only those whose floor on the estimate can still win.
+
+    A candidate's estimate is at least its floor: max(its longest job, its rank-ms of jobs and local
+    work over all ranks, its longest local sequence), ms (a rank's jobs run one after another, and the
+    estimate's finish is at least the mean finish). Candidates are visited by floor; once a floor is above
+    the best estimate so far, no later candidate can win. The result is the exhaustive ranking's."""
+    floors = _estimate_floors_ms(choices, local_ms, cluster.num_ranks)
+    total_local = float(local_ms.sum())
+    best = None  # (estimate ms, index, candidate)
+    for c in sorted(range(len(floors)), key=lambda c: (floors[c], c)):
+        if best is not None and floors[c] * (1 - FLOOR_RTOL) > best[0]:
+            break
+        candidate = choices.candidate(c, len(local_ms))
+        estimate = estimate_ms(candidate, local_ms, total_local, cluster)
+        if best is None or (estimate, c) < best[:2]:
+            best = (estimate, c, candidate)
+    return best[2]
+
+
+def _estimate_floors_ms(choices: ShapeChoices, local_ms: np.ndarray, ranks: int) -> list[float]:
+    """Per choice of `choices`: the floor on its placement estimate (ms; see `_most_promising`)."""
+    table, long_ids = choices.table, choices.long_ids
+    is_long = np.zeros(len(local_ms), dtype=bool)
+    is_long[long_ids] = True
+    short_max = float(local_ms[~is_long].max(initial=0.0))
+    total_local = float(local_ms.sum())
+    columns = np.arange(len(long_ids))
+    floors = []
+    for choice in choices.choices:
+        durations = table.time_ms[choice, columns]
+        multi = table.sizes[choice] > 1
+        area = float((table.sizes[choice][multi] * durations[multi]).sum())
+        local_work = total_local - float(local_ms[long_ids[multi]].sum())
+        floors.append(max(float(durations[multi].max(initial=0.0)), (area + local_work) / ranks,
+                          float(local_ms[long_ids[~multi]].max(initial=short_max))))
+    return floors
 
 
 def _add_local_groups(waves: list[list[PlanGroup]], sequences: np.ndarray, owner: np.ndarray, ranks: int) -> None:
@@ -53,10 +97,13 @@ def _add_local_groups(waves: list[list[PlanGroup]], sequences: np.ndarray, owner
     last_wave = np.full(ranks, -1, dtype=np.int64)
     for w, groups in enumerate(waves):
         last_wave[np.fromiter(chain.from_iterable(g.ranks for g in groups), dtype=np.int64)] = w
-    by_rank = np.argsort(owner * (int(sequences.max(initial=0)) + 1) + sequences)  # by rank, then sequence
-    cuts = np.searchsorted(owner[by_rank], np.arange(ranks + 1))
+    owner_of = np.full(int(sequences.max(initial=-1)) + 1, -1, dtype=np.int64)
+    owner_of[sequences] = owner
+    ascending = np.flatnonzero(owner_of >= 0)
+    by_rank = stable_argsort(owner_of[ascending], ranks)  # by rank, then sequence
+    cuts = np.searchsorted(owner_of[ascending[by_rank]], np.arange(ranks + 1))
     busy = np.flatnonzero(cuts[1:] > cuts[:-1])
-    ids = sequences[by_rank].tolist()
+    ids = ascending[by_rank].tolist()
     wave_of = last_wave[busy] + 1
     for wave in np.unique(wave_of).tolist():
         if wave == len(waves):
