@@ -13,6 +13,7 @@ line names the problem and the exit code is 2.
 from __future__ import annotations
 
 import argparse
+import heapq
 import os
 import sys
 import tempfile
@@ -22,12 +23,14 @@ from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel
 from longctx.scheduler.cost_profile import planning_inputs
 from longctx.scheduler.errors import SchedulerInputError
+from longctx.scheduler.gc_pause import gc_paused
 from longctx.scheduler.milp import SOLVERS
 from longctx.scheduler.plan import Plan
 from longctx.scheduler.planner import METHODS, plan_step
 from longctx.scheduler.simulator import group_times_ms
 from longctx.scheduler.cli_inputs import OneLineErrorParser, check_output_file, count_arg, finite_arg, read_lengths_file
-from longctx.scheduler.workloads import SAMPLERS, document_stream, pack_steps
+from longctx.scheduler.step_sampling import sample_steps
+from longctx.scheduler.workloads import SAMPLERS
 
 #: plans of up to this many sequences are written indented (for reading); larger ones compact, since
 #: json's indenting encoder is pure Python (seconds on a 1.6M-sequence plan; compact: under one)
@@ -64,7 +67,7 @@ def _lengths(args, cluster: Cluster, cost_model: CostModel) -> list[int]:
         return read_lengths_file(args.lengths)
     budget = args.tokens_per_rank * cluster.num_ranks
     longest = cost_model.max_tokens_per_rank(cluster) * cluster.num_ranks
-    return pack_steps(document_stream(args.workload, args.seed), budget, 1, min(budget, longest))[0]
+    return sample_steps(args.workload, args.seed, budget, 1, min(budget, longest))[0]
 
 
 def format_plan(plan: Plan, durations_ms: list[float], rows: int) -> str:
@@ -76,8 +79,7 @@ def format_plan(plan: Plan, durations_ms: list[float], rows: int) -> str:
         f"{'wave':>4} {'ranks':>13} {'kind':>8} {'u':>3} {'seqs':>6} {'tokens':>10} {'time_ms':>10}",
     ]
     entries = [(w, g, d) for (w, g), d in zip(plan.groups(), durations_ms)]
-    entries.sort(key=lambda e: (-e[2], e[0], e[1].ranks[0]))
-    for w, g, d in entries[:rows]:
+    for w, g, d in heapq.nsmallest(rows, entries, key=lambda e: (-e[2], e[0], e[1].ranks[0])):
         span = f"{g.ranks[0]}" if len(g.ranks) == 1 else f"{g.ranks[0]}-{g.ranks[-1]}({len(g.ranks)})"
         tokens = sum(plan.lengths[i] for i in g.sequences)
         lines.append(f"{w:>4} {span:>13} {g.kind:>8} {g.ulysses_degree:>3} {len(g.sequences):>6} {tokens:>10} {d:>10.1f}")
@@ -100,6 +102,7 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+@gc_paused()  # a 100,000-rank plan is ~100K small objects without cycles (`gc_pause.py`)
 def plan_main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:

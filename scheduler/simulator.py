@@ -29,18 +29,19 @@ def group_times_ms(plan: Plan, cluster: Cluster, cost_model: CostModel) -> list[
     groups = [group for _, group in plan.groups()]
     if not groups:
         return []
-    lengths = np.asarray(plan.lengths, dtype=np.float64)
+    lengths = np.fromiter(plan.lengths, dtype=np.float64, count=len(plan.lengths))
     counts = np.array([len(g.sequences) for g in groups], dtype=np.int64)
     sequences = np.fromiter(chain.from_iterable(g.sequences for g in groups), dtype=np.int64, count=int(counts.sum()))
     owner = np.repeat(np.arange(len(groups)), counts)
-    shape_ids: dict[GroupShape, int] = {}
-    group_shape = np.array([shape_ids.setdefault(g.shape, len(shape_ids)) for g in groups], dtype=np.int64)
+    shape_ids: dict[tuple[int, str, int], int] = {}  # (size, kind, Ulysses degree): one GroupShape each
+    group_shape = np.array([shape_ids.setdefault((len(g.ranks), g.kind, g.ulysses_degree), len(shape_ids))
+                            for g in groups], dtype=np.int64)
     seq_shape = group_shape[owner]
     totals = np.zeros(len(groups))
-    for shape, k in shape_ids.items():
+    for key, k in shape_ids.items():
         mask = seq_shape == k
-        totals += np.bincount(owner[mask], weights=cost_model.time_ms(lengths[sequences[mask]], shape, cluster),
-                              minlength=len(groups))
+        totals += np.bincount(owner[mask], weights=cost_model.time_ms(lengths[sequences[mask]], GroupShape(*key),
+                                                                      cluster), minlength=len(groups))
     return totals.tolist()
 
 

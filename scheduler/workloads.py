@@ -128,7 +128,11 @@ def long_document_step(shape: str, num_ranks: int, seed: int = 0,
     return [docs[i] for i in rng.permutation(len(docs)).tolist()]
 
 
-def document_stream(workload: str, seed: int, batch: int = 4096) -> Iterator[int]:
+#: documents drawn per call of a sampler by `document_stream`
+STREAM_BATCH = 4096
+
+
+def document_stream(workload: str, seed: int, batch: int = STREAM_BATCH) -> Iterator[int]:
     """Endless stream of document lengths of a named workload, deterministic in `seed`."""
     if workload not in SAMPLERS:
         raise SchedulerInputError(f"workload={workload!r}: choose one of {sorted(SAMPLERS)} or give a lengths file")
