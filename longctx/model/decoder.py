@@ -94,7 +94,7 @@ class Block(nn.Module):
     def after_attention(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
         """The token-wise part after attention: the block's output `[n, dim]` from its input `x` `[n, dim]` and
         the attention output `attended` `[n, n_heads, head_dim]`."""
-        x = x + self.attention.o(attended.reshape(x.shape[0], -1))
+        x = x + self.attention.o(attended.reshape(x.shape[0], self.attention.config.dim))
         return x + self.mlp(self.mlp_norm(x))
 
 

@@ -66,8 +66,9 @@ def relative_error(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) 
     return max(float((got[name] - want[name]).abs().max() / want[name].abs().max()) for name in want)
 
 
-def run_every_config_on_plan(plan_dict: dict) -> dict[str, float]:
-    """On every rank: run `plan_dict` with each memory config, all-reduce, compare with the reference."""
+def run_every_config_on_plan(plan_dict: dict, checkpointing: str | None = None) -> dict[str, float]:
+    """On every rank: run `plan_dict` with each memory config (only those of `checkpointing` when given),
+    all-reduce, compare with the reference."""
     plan = Plan.from_dict(plan_dict).validate()
     model, sequences = model_and_sequences(list(plan.lengths))
     want = reference_gradients(model, sequences)
@@ -75,6 +76,8 @@ def run_every_config_on_plan(plan_dict: dict) -> dict[str, float]:
     groups.prepare(plan)
     errors = {}
     for config in all_memory_configs():
+        if checkpointing is not None and config.checkpointing != checkpointing:
+            continue
         model.zero_grad(set_to_none=True)
         activations = RankActivations(config, model.parameters(), torch.device("cpu"))
         run_plan(model, plan, sequences, dist.get_rank(), groups, activations=activations)

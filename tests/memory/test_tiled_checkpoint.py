@@ -9,7 +9,7 @@ from longctx.model import LOCAL, next_token_targets
 from longctx.model.decoder import Block
 from longctx.runtime.activations import RankActivations
 from longctx.runtime.config import MemoryConfig
-from tests.memory.memory_cases import CONFIG, model_and_sequences
+from tests.memory.memory_cases import CONFIG, model_and_sequences, run_every_config_on_plan
 
 LENGTHS = [9, 30, 1, 17]  # 57 tokens
 
@@ -46,3 +46,22 @@ def test_a_tiled_block_saves_only_its_input(monkeypatch):
     _, activations = _run(MemoryConfig(checkpointing="tiled", offload="none", mlp_tile_tokens=8), monkeypatch)
     for layer in range(CONFIG.n_layers):
         assert activations.accounting.layers[layer].resident == 57 * CONFIG.dim * 4  # fp32 [n, dim]
+
+
+#: shards of 0 and 1 tokens on ring, Ulysses and hybrid groups, a rank idle in a wave
+TINY_SHARDS_PLAN = {
+    "world_size": 4, "lengths": [2, 1, 3, 1, 5], "method": "hand-made",
+    "waves": [
+        {"groups": [{"ranks": [0, 1, 2], "kind": "ring", "ulysses_degree": 1, "sequences": [0]},
+                    {"ranks": [3], "kind": "local", "ulysses_degree": 1, "sequences": [1]}]},
+        {"groups": [{"ranks": [0, 1], "kind": "ulysses", "ulysses_degree": 2, "sequences": [3]}]},
+        {"groups": [{"ranks": [0, 1, 2, 3], "kind": "hybrid", "ulysses_degree": 2, "sequences": [2, 4]}]},
+    ],
+}
+
+
+def test_tiled_checkpoints_with_empty_and_one_token_shards_on_4_gloo_ranks(gloo_pool):
+    for rank, errors in enumerate(gloo_pool(4).run(run_every_config_on_plan, TINY_SHARDS_PLAN, "tiled")):
+        assert len(errors) == 6
+        worst = max(errors.items(), key=lambda item: item[1])
+        assert worst[1] <= 1e-6, (rank, worst)
