@@ -77,7 +77,7 @@ def test_streaming_and_param_offload_equal_both_off_on_one_process(gloo_pool, ti
             _check_bookkeeping(got, what)
 
 
-@pytest.mark.parametrize("sharding, activations", [("none", 0), ("zero1", 1), ("zero2", 2)])
+@pytest.mark.parametrize("sharding, activations", [("none", 3), ("zero1", 1), ("zero2", 2)])
 def test_streaming_and_param_offload_equal_both_off_on_4_ranks_with_dynamic_plans(gloo_pool, sharding,
                                                                                    activations):
     pool = gloo_pool(4)
