@@ -59,8 +59,8 @@ from pathlib import Path
 from longctx.scheduler import (Cluster, CostModel, SchedulerInputError, best_static_plan, bytescale_plan,
                                flexsp_plan, plan_step)
 from longctx.scheduler.lower_bound import lower_bound_ms
-from longctx.scheduler.workloads import (LONG_SHAPES, LONG_TOKENS_PER_RANK, SAMPLERS, document_stream,
-                                         long_document_step, pack_steps)
+from longctx.scheduler.step_sampling import sample_steps
+from longctx.scheduler.workloads import LONG_SHAPES, LONG_TOKENS_PER_RANK, SAMPLERS, long_document_step
 
 RANKS = (8, 64, 512, 4096)
 QUICK_RANKS = (8, 64)
@@ -102,7 +102,7 @@ def step_lengths(workload: str, cluster: Cluster, cost_model: CostModel, step: i
         return long_document_step(workload, cluster.num_ranks, args.seed + step, args.long_tokens_per_rank)
     budget = args.tokens_per_rank * cluster.num_ranks
     longest = min(budget, cost_model.max_tokens_per_rank(cluster) * cluster.num_ranks)
-    return pack_steps(document_stream(workload, args.seed), budget, step + 1, longest)[step]
+    return sample_steps(workload, args.seed, budget, step + 1, longest)[step]
 
 
 def _megatron(lengths, cluster: Cluster, cost_model: CostModel, bound: float):

@@ -337,7 +337,12 @@ def greedy_candidates(lengths, cluster: Cluster, cost_model: CostModel, lower_bo
 def estimate_ms(candidate: Candidate, local_ms: np.ndarray, total_local_ms: float, cluster: Cluster) -> float:
     """The candidate's placement estimate (ms): its multi-rank jobs placed, the local work poured over the
     ranks (`local_ms` [sequences]: local times; `total_local_ms`: their sum)."""
-    free, _ = place_multi_rank(candidate.jobs, cluster, record=False)
+    return placed_estimate_ms(candidate, place_multi_rank(candidate.jobs, cluster, record=False)[0], local_ms,
+                              total_local_ms)
+
+
+def placed_estimate_ms(candidate: Candidate, free: np.ndarray, local_ms: np.ndarray, total_local_ms: float) -> float:
+    """`estimate_ms` of a candidate whose multi-rank jobs are placed already (`free` [ranks]: finish times, ms)."""
     on_groups = [job.sequences[0] for job in candidate.jobs]
     local_work = total_local_ms - float(local_ms[on_groups].sum())
     local_max = float(local_ms[candidate.local_mask].max(initial=0.0))

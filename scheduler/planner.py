@@ -40,7 +40,7 @@ from longctx.scheduler.moldable import moldable_schedule
 from longctx.scheduler.plan import Plan, PlanInvalidError
 from longctx.scheduler.quick import quick_plan
 from longctx.scheduler.simulator import simulate
-from longctx.scheduler.static import best_static_checked
+from longctx.scheduler.static import StaticChoice, best_static_choice
 from longctx.scheduler.step_lengths import StepLengths
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
     target = lower_bound_ms(s, cluster, cost_model, checked=True,
                             shapes=None if exact_first else cost_model.shapes(cluster, sizes=sizes))
     cap = cost_model.max_tokens_per_rank(cluster)
-    candidates = [best_static_checked(step, cluster, cost_model, target, "balanced")]
+    candidates = [best_static_choice(step, cluster, cost_model, "balanced")]  # built into a Plan if it wins
     candidates += _valid_peers(peer_plans, s, cluster, cost_model, cap, target)
     first_label = method if method == "greedy" else "greedy"
     quick_started = time.perf_counter()
@@ -198,6 +198,8 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
     for other in candidates[1:]:  # equal up to rounding (TIE_RTOL): the earlier candidate, longctx's own first
         if other.predicted_step_time_ms < plan.predicted_step_time_ms * (1 - TIE_RTOL):
             plan = other
+    if isinstance(plan, StaticChoice):
+        plan = plan.plan(step, cluster, target)
     if plan is not candidates[0]:
         plan.notes.append(f"kept over longctx's own search ({candidates[0].predicted_step_time_ms:.1f} ms)")
     plan.notes.append("candidates: " + ", ".join(f"{p.method}={p.predicted_step_time_ms:.1f}ms" for p in candidates))

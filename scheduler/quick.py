@@ -21,8 +21,8 @@ import numpy as np
 
 from longctx.scheduler.cluster import Cluster
 from longctx.scheduler.cost_model import CostModel
-from longctx.scheduler.greedy import (LOCAL, Candidate, ShapeChoices, estimate_ms, place_multi_rank, shape_choices,
-                                      to_waves)
+from longctx.scheduler.greedy import (LOCAL, Candidate, ShapeChoices, _Placed, place_multi_rank, placed_estimate_ms,
+                                      shape_choices, to_waves)
 from longctx.scheduler.lpt import lpt_rounds
 from longctx.scheduler.plan import Plan, PlanGroup, PlanWave
 from longctx.scheduler.step_lengths import StepLengths, stable_argsort
@@ -39,8 +39,7 @@ def quick_plan(step: StepLengths, cluster: Cluster, cost_model: CostModel, lower
     local_ms = distinct_ms[step.inverse]
     choices = shape_choices(step.lengths, cluster, cost_model, lower_bound, kinds=kinds, sizes=sizes, label=label,
                             local_ms=local_ms)
-    best = _most_promising(choices, local_ms, cluster)
-    free, placed = place_multi_rank(best.jobs, cluster)
+    best, free, placed = _most_promising(choices, local_ms, cluster)
     waves = [wave.groups for wave in to_waves(placed)]
     order = step.longest_first(distinct_ms, among=np.flatnonzero(best.local_mask))
     owner = lpt_rounds(free, distinct_ms[step.inverse[order]])
@@ -51,9 +50,11 @@ def quick_plan(step: StepLengths, cluster: Cluster, cost_model: CostModel, lower
                 notes=[f"quick: best-estimated of {len(choices.choices)} candidates: {best.label}"])
 
 
-def _most_promising(choices: ShapeChoices, local_ms: np.ndarray, cluster: Cluster) -> Candidate:
-    """The candidate with the least placement estimate (`greedy.estimate_ms`; ties to the earlier one),
-    placing only those whose floor on the estimate can still win.
+def _most_promising(choices: ShapeChoices, local_ms: np.ndarray, cluster: Cluster) -> tuple[Candidate, np.ndarray,
+                                                                                             list[_Placed]]:
+    """The candidate with the least placement estimate (`greedy.estimate_ms`; ties to the earlier one) and its
+    multi-rank placement (`greedy.place_multi_rank`), placing only candidates whose floor on the estimate can
+    still win.
 
     A candidate's estimate is at least its floor: max(its longest job, its rank-ms of jobs and local
     work over all ranks, its longest local sequence), ms (a rank's jobs run one after another, and the
@@ -61,15 +62,16 @@ def _most_promising(choices: ShapeChoices, local_ms: np.ndarray, cluster: Cluste
     the best estimate so far, no later candidate can win. The result is the exhaustive ranking's."""
     floors = _estimate_floors_ms(choices, local_ms, cluster.num_ranks)
     total_local = float(local_ms.sum())
-    best = None  # (estimate ms, index, candidate)
+    best = None  # (estimate ms, index, candidate, free, placed)
     for c in sorted(range(len(floors)), key=lambda c: (floors[c], c)):
         if best is not None and floors[c] * (1 - FLOOR_RTOL) > best[0]:
             break
         candidate = choices.candidate(c, len(local_ms))
-        estimate = estimate_ms(candidate, local_ms, total_local, cluster)
+        free, placed = place_multi_rank(candidate.jobs, cluster)
+        estimate = placed_estimate_ms(candidate, free, local_ms, total_local)
         if best is None or (estimate, c) < best[:2]:
-            best = (estimate, c, candidate)
-    return best[2]
+            best = (estimate, c, candidate, free, placed)
+    return best[2:]
 
 
 def _estimate_floors_ms(choices: ShapeChoices, local_ms: np.ndarray, ranks: int) -> list[float]:

@@ -23,6 +23,7 @@ so its plan is never slower than static by construction.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -84,7 +85,8 @@ def static_plan(lengths, cluster: Cluster, *, cp: int, kind: str = "ring", order
             f"use cp >= {cost_model.min_group_size(longest, cluster)}"
         )
     bound = lower_bound if lower_bound is not None else lower_bound_ms(lengths, cluster, cost_model, checked=True)
-    plan = _static_plan(StepLengths.of(np.asarray(lengths, dtype=np.int64)), cluster, cp, kind, order, cost_model, bound)
+    step = StepLengths.of(np.asarray(lengths, dtype=np.int64))
+    plan = _static_plan(step, cluster, cp, kind, order, bound, *_assignment(step, cluster, cp, kind, order, cost_model))
     plan.solve_time_s = time.perf_counter() - started
     return plan
 
@@ -104,12 +106,11 @@ def _assignment(step: StepLengths, cluster: Cluster, cp: int, kind: str, order: 
     return owner, float(np.bincount(owner, weights=distinct_ms[step.inverse], minlength=dp).max(initial=0.0))
 
 
-def _static_plan(step: StepLengths, cluster: Cluster, cp: int, kind: str, order: str, cost_model: CostModel,
-                 bound: float, assignment: tuple[np.ndarray, float] | None = None) -> Plan:
-    """`static_plan` on checked input (`bound` ms; `assignment`: `_assignment`'s result when already made)."""
+def _static_plan(step: StepLengths, cluster: Cluster, cp: int, kind: str, order: str, bound: float,
+                 owner: np.ndarray, step_ms: float) -> Plan:
+    """The Plan of the static mesh with CP size `cp` whose `_assignment` is (`owner`, `step_ms`) (`bound` ms)."""
     shape = _shape(cp, kind)
     dp = cluster.num_ranks // cp
-    owner, step_ms = assignment or _assignment(step, cluster, cp, kind, order, cost_model)
     by_group = stable_argsort(owner, dp)  # stable: each group's sequences stay ascending
     cuts = np.searchsorted(owner[by_group], np.arange(dp + 1)).tolist()
     groups = [PlanGroup(list(range(g * cp, (g + 1) * cp)), shape.kind, shape.ulysses_degree,
@@ -151,9 +152,34 @@ def best_static_plan(lengths, cluster: Cluster, *, order: str, cost_model: CostM
     return best
 
 
+@dataclass(frozen=True)
+class StaticChoice:
+    """The fastest static mesh of a step, not yet built into a Plan (building the groups of 1.6M sequences
+    costs 0.1 s, worth it only when the mesh wins). `predicted_step_time_ms` (ms) and `method` read as a
+    Plan's; `plan()` builds it."""
+
+    method: str
+    predicted_step_time_ms: float
+    cp: int
+    order: str
+    owner: np.ndarray  #: [sequences] DP group of each sequence
+    notes: tuple[str, ...]
+
+    def plan(self, step: StepLengths, cluster: Cluster, bound: float) -> Plan:
+        """The Plan of this mesh for `step` on `cluster` (`bound`: its lower_bound_ms, ms)."""
+        plan = _static_plan(step, cluster, self.cp, "ring", self.order, bound, self.owner, self.predicted_step_time_ms)
+        plan.notes.extend(self.notes)
+        return plan
+
+
 def best_static_checked(step: StepLengths, cluster: Cluster, cost_model: CostModel, bound: float,
                         order: str) -> Plan:
     """`best_static_plan` on checked input (`bound` ms)."""
+    return best_static_choice(step, cluster, cost_model, order).plan(step, cluster, bound)
+
+
+def best_static_choice(step: StepLengths, cluster: Cluster, cost_model: CostModel, order: str) -> StaticChoice:
+    """The fastest static mesh over every CP size that fits (ties to the smaller CP size), on checked input."""
     sizes = static_cp_sizes(cluster, int(step.lengths.max(initial=0)), cost_model)
     by_bound = sorted((static_bound_ms(step.distinct, step.counts, cluster, cost_model, cp), cp) for cp in sizes)
     best, tried = None, []  # best: (step ms, cp, assignment)
@@ -165,6 +191,6 @@ def best_static_checked(step: StepLengths, cluster: Cluster, cost_model: CostMod
         tried.append(f"cp{cp}={assignment[1]:.0f}ms")
         if best is None or (assignment[1], cp) < best[:2]:
             best = (assignment[1], cp, assignment)
-    plan = _static_plan(step, cluster, best[1], "ring", order, cost_model, bound, best[2])
-    plan.notes.append("cp tried (skipped: bound >= best): " + ", ".join(tried))
-    return plan
+    step_ms, cp, (owner, _) = best
+    return StaticChoice(f"static-{order}-cp{cp}", step_ms, cp, order, owner,
+                        ("cp tried (skipped: bound >= best): " + ", ".join(tried),))

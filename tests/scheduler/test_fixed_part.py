@@ -107,8 +107,9 @@ def test_quick_plans_pruned_choice_is_the_best_estimate_over_every_candidate(len
         want = min(range(len(everyone)), key=lambda c: (everyone[c].estimate_ms, c))
         s = np.asarray(lengths, dtype=np.int64)
         choices = greedy.shape_choices(s, cluster, MODEL, target)
-        got = _most_promising(choices, MODEL.time_ms(s, LOCAL, cluster), cluster)
+        got, free, _ = _most_promising(choices, MODEL.time_ms(s, LOCAL, cluster), cluster)
         assert got.label == everyone[want].label
+        assert free.max(initial=0.0) <= everyone[want].estimate_ms
 
 
 def test_sequences_slower_than_the_bound_all_leave_their_rank_however_many(monkeypatch):
