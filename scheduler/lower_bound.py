@@ -51,8 +51,9 @@ def least_work_ms(s: np.ndarray, shapes, cluster: Cluster, cost_model: CostModel
     return least
 
 
-def check_fits(lengths, cluster: Cluster, cost_model: CostModel) -> None:
-    """Raise SchedulerInputError for bad lengths or a sequence that no group can hold."""
+def check_fits(lengths, cluster: Cluster, cost_model: CostModel) -> np.ndarray:
+    """Raise SchedulerInputError for bad lengths or a sequence that no group can hold; return the lengths
+    ([sequences] int64 tokens)."""
     cap = cost_model.max_tokens_per_rank(cluster)
     if cap < 1:
         raise SchedulerInputError(
@@ -71,6 +72,7 @@ def check_fits(lengths, cluster: Cluster, cost_model: CostModel) -> None:
             f"lengths[{i}]={values[i]} tokens cannot fit even on the whole cluster: {cluster.num_ranks} ranks x "
             f"{cap} tokens per rank = {cap * cluster.num_ranks}; add ranks, memory or raise offload_fraction"
         )
+    return values.astype(np.int64, copy=False)
 
 
 def work_bound_ms(lengths, cluster: Cluster, cost_model: CostModel) -> float:

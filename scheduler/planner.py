@@ -1,10 +1,12 @@
 """`plan_step`: the per-step entry point the runtime calls.
 
-Steps: check the input; compute the search's target bound; make the best
-static DP x CP plan and take any peer plans (both are candidates, so the result
-is never slower than either); make the quick plan (`quick.py`: the greedy's
-most promising candidate, list-scheduled fast), which every call can afford, so
-a plan cut short by the time limit is still at least the greedy's; then, while
+Steps: check the input; compute the search's target bound; make the quick
+plan (`quick.py`: the greedy's most promising candidate, list-scheduled fast),
+which every call can afford, so a plan cut short by the time limit is still at
+least the greedy's; make the best static DP x CP plan over the CP sizes whose
+bound is below the quick plan's time (the others cannot be faster) and take any
+peer plans (both are candidates, so the result is never slower than either;
+the static plan's groups are built only if it wins); then, while
 time remains, make the greedy's candidates over all shapes and over
 ring-only shapes (the ByteScale-style space); for method "milp", add the
 compact MILP's candidate, warm-started from the most promising greedy
@@ -128,7 +130,8 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
     Candidates, in order: longctx's own search (greedy shape choices, the compact MILP and
     moldable re-placement, then the long-document MILP, `longdoc.py`, for method "milp"), the
     quick plan (`quick.py`, method "greedy-quick"), the best static DP x CP plan (balanced, every
-    CP size; `static.py`) and each of `peer_plans` (plans made by other tools, e.g. megatron-core's
+    CP size whose bound `static.static_bound_ms` is below the quick plan's time: no other can be faster,
+    so when none is, static is left out and the notes say so; `static.py`) and each of `peer_plans` (plans made by other tools, e.g. megatron-core's
     BalancedCPScheduler via `longctx.peers.megatron_balanced_cp`; kept only when they pass
     `Plan.validate` with this cluster's memory and node alignment). The fastest under `simulate`
     wins (the quick plan is timed by its list schedule, which is what `simulate` computes, up to
@@ -136,9 +139,9 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
     valid peer plan under the cost model (up to TIE_RTOL).
 
     Time and determinism: `time_limit_s` bounds the wall time of the whole call, preparation
-    included, in anytime order: the checks, the search's target bound, the static plan and the
-    quick plan (`quick.py`) always run (with checking the returned plan: about 0.05 s at 512 ranks,
-    0.5 s at 16,384, 2.5 s at 100,000 ranks and 1.6M sequences on one core: the fixed cost a
+    included, in anytime order: the checks, the search's target bound, the quick plan (`quick.py`)
+    and the static plan always run (with checking the returned plan: about 0.02 s at 512 ranks,
+    0.2 s at 16,384, 0.8 s at 100,000 ranks and 1.6M sequences on one core: the fixed cost a
     smaller limit is overrun by); every later stage starts only when its estimated cost (a multiple of what the
     quick plan took, so it scales with the machine's speed and load) fits in the time left, less
     a reserve for finishing the plan; skipped stages are named in `plan.notes`, and the MILPs get
@@ -166,21 +169,23 @@ def plan_step(lengths: list[int], cluster: Cluster, *, cost_model: CostModel | N
         raise SchedulerInputError(f"milp_node_limit={milp_node_limit!r}: must be a positive integer")
     if not isinstance(lengths, (list, tuple, np.ndarray)):
         raise SchedulerInputError(f"lengths: expected a list of positive integers, got {type(lengths).__name__}")
-    check_fits(lengths, cluster, cost_model)
-    step = StepLengths.of(lengths)
+    step = StepLengths.of(check_fits(lengths, cluster, cost_model))
     s = step.lengths
     exact_first = cluster.num_nodes <= EXACT_BOUND_MAX_NODES
     sizes = search_sizes(cluster, cost_model, int(s.max(initial=0)))
     target = lower_bound_ms(s, cluster, cost_model, checked=True,
                             shapes=None if exact_first else cost_model.shapes(cluster, sizes=sizes))
     cap = cost_model.max_tokens_per_rank(cluster)
-    candidates = [best_static_choice(step, cluster, cost_model, "balanced")]  # built into a Plan if it wins
-    candidates += _valid_peers(peer_plans, s, cluster, cost_model, cap, target)
     first_label = method if method == "greedy" else "greedy"
     quick_started = time.perf_counter()
-    candidates.insert(0, quick_plan(step, cluster, cost_model, target, kinds=ALL_KINDS, sizes=sizes,
-                                    label="greedy-quick"))
+    quick = quick_plan(step, cluster, cost_model, target, kinds=ALL_KINDS, sizes=sizes, label="greedy-quick")
     schedule_s = time.perf_counter() - quick_started
+    # static DP x CP: only CP sizes whose bound is below the quick plan's time can win; built into a Plan if it wins
+    static = best_static_choice(step, cluster, cost_model, "balanced", beat_ms=quick.predicted_step_time_ms)
+    if static is None:
+        quick.notes.append("static DP x CP: no CP size's bound is below this plan's time")
+    candidates = [quick] + ([] if static is None else [static])
+    candidates += _valid_peers(peer_plans, s, cluster, cost_model, cap, target)
     budget.reserve_s = schedule_s  # finishing (timing and checking the plan) costs about one schedule
     if budget.affords("longctx search (greedy, MILP, moldable)", SEARCH_COST * schedule_s):
         spaces = [ShapeSpace(ALL_KINDS, sizes, first_label), ShapeSpace(("ring",), sizes, "ring-greedy")]

@@ -178,13 +178,17 @@ def best_static_checked(step: StepLengths, cluster: Cluster, cost_model: CostMod
     return best_static_choice(step, cluster, cost_model, order).plan(step, cluster, bound)
 
 
-def best_static_choice(step: StepLengths, cluster: Cluster, cost_model: CostModel, order: str) -> StaticChoice:
-    """The fastest static mesh over every CP size that fits (ties to the smaller CP size), on checked input."""
+def best_static_choice(step: StepLengths, cluster: Cluster, cost_model: CostModel, order: str,
+                       beat_ms: float = float("inf")) -> StaticChoice | None:
+    """The fastest static mesh over every CP size that fits (ties to the smaller CP size), on checked input;
+    None when no CP size's bound is below `beat_ms` (ms: then no static mesh is faster than that)."""
     sizes = static_cp_sizes(cluster, int(step.lengths.max(initial=0)), cost_model)
     by_bound = sorted((static_bound_ms(step.distinct, step.counts, cluster, cost_model, cp), cp) for cp in sizes)
+    if not by_bound or by_bound[0][0] >= beat_ms:
+        return None
     best, tried = None, []  # best: (step ms, cp, assignment)
     for floor, cp in by_bound:
-        if best is not None and (floor, cp) > best[:2]:
+        if best is not None and (floor, cp) > best[:2] or floor >= beat_ms:
             tried.append(f"cp{cp}>={floor:.0f}ms")
             continue
         assignment = _assignment(step, cluster, cp, "ring", order, cost_model)

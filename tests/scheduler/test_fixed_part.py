@@ -21,7 +21,8 @@ from longctx.scheduler.greedy import LOCAL, estimate_candidates, greedy_candidat
 from longctx.scheduler.lpt import MIN_ROUND, exact_lpt
 from longctx.scheduler.plan_screen import groups_pass
 from longctx.scheduler.quick import _most_promising
-from longctx.scheduler.step_lengths import stable_argsort
+from longctx.scheduler.static import best_static_choice, static_cp_sizes, static_plan
+from longctx.scheduler.step_lengths import StepLengths, stable_argsort
 from longctx.scheduler.step_sampling import sample_steps
 from longctx.scheduler.workloads import document_stream, long_document_step, pack_steps
 
@@ -159,3 +160,21 @@ def test_a_100000_rank_step_under_a_one_second_limit_is_near_the_bound():
     plan.validate(MODEL.max_tokens_per_rank(cluster), cluster.ranks_per_node)
     bound = lower_bound_ms(lengths, cluster, MODEL)  # over every legal shape: seconds here, computed apart
     assert plan.predicted_step_time_ms <= 1.03 * bound, (plan.predicted_step_time_ms, bound, plan.notes)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lengths=st.lists(st.one_of(st.integers(1, 4_000), st.integers(4_000, 300_000)), min_size=1, max_size=40),
+       nodes=st.sampled_from([2, 3, 4]), ranks_per_node=st.sampled_from([1, 3, 8]), fraction=st.floats(0.3, 1.5))
+def test_static_choice_cut_at_a_time_finds_the_best_static_mesh_whenever_it_is_faster(lengths, nodes, ranks_per_node,
+                                                                                     fraction):
+    cluster = Cluster(nodes * ranks_per_node, ranks_per_node=ranks_per_node)
+    lengths = [x for x in lengths if x <= MODEL.max_tokens_per_rank(cluster) * cluster.num_ranks] or [1]
+    every_cp = [static_plan(lengths, cluster, cp=cp) for cp in static_cp_sizes(cluster, max(lengths), MODEL)]
+    fastest = min(p.predicted_step_time_ms for p in every_cp)
+    beat = fraction * fastest
+    choice = best_static_choice(StepLengths.of(lengths), cluster, MODEL, "balanced", beat_ms=beat)
+    if fastest < beat:
+        assert choice is not None and choice.predicted_step_time_ms == fastest
+        assert choice.method == min(every_cp, key=lambda p: p.predicted_step_time_ms).method  # ties: smaller cp
+    if choice is None:
+        assert fastest >= beat
