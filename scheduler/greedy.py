@@ -45,7 +45,8 @@ HIGH_FACTORS = (0.15, 0.25, 0.35, 0.5, 0.6, 0.7, 0.85, 1.0, 1.02, 1.05, 1.1, 1.2
 #: residual time next to it: targets are then also tried at these multiples of the residual
 DOMINANT = 0.25
 LOW_FACTORS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.85, 1.0)
-#: most sequences the greedy and the MILP consider for multi-rank groups (bounds time on huge steps)
+#: most sequences the greedy and the MILP consider for multi-rank groups besides those slower alone than the
+#: bound, which are always considered (`long_floor_ms`; bounds time on huge steps without a quality cliff)
 MAX_LONG = 2000
 #: candidates scheduled completely after ranking all by the placement estimate
 EXACT_CANDIDATES = 2

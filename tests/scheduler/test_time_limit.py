@@ -18,7 +18,7 @@ from tests.reference.step_time import independent_step_time_ms
 
 MODEL = CostModel()
 #: what the limit may be overrun by on this shared 2-core machine: the fixed part (checks, bound, static and
-#: quick plans, checking the result: about 0.5 s at 16,384 ranks on a quiet machine), times the load
+#: quick plans, checking the result: about 0.2 s at 16,384 ranks on a quiet machine), times the load
 OVERRUN_S = 2.5
 
 
