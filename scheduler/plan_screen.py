@@ -31,7 +31,7 @@ def groups_pass(waves: list, world_size: int, ranks_per_node: int | None) -> boo
     try:
         ranks = np.fromiter(chain.from_iterable(group.ranks for group in groups), dtype=np.int64,
                             count=int(sizes.sum()))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
     starts = np.cumsum(sizes) - sizes
     inside = np.ones(len(ranks), dtype=bool)
