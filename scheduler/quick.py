@@ -1,14 +1,16 @@
 """The planner's first plan: the greedy's most promising candidate, list-scheduled fast.
 
-`quick_plan` makes the greedy's candidates over one shape space (one per
-target step time, `greedy.greedy_candidates`), ranks them by the placement
-estimate (`greedy.estimate_candidates`) and schedules only the best one: its
-multi-rank jobs as the greedy places them (`greedy.place_multi_rank`), then its
-local sequences by LPT in rounds (`lpt.lpt_rounds`), each rank's local
-sequences forming one local group in the wave after the rank's last group. It
-is the greedy's plan for that candidate up to the LPT's rounds (within one
-short sequence per rank), at a fraction of the cost on huge steps (100,000
-ranks, 1.6M sequences: about 1 s instead of 3 s), so `plan_step` can always
+`quick_plan` makes the greedy's shape choices over one shape space (one per
+target step time, `greedy.shape_choices`), picks the one with the least
+placement estimate (`greedy.estimate_ms`; a choice is placed only while a cheap
+floor on its estimate can still win, so usually one or two of about ten are)
+and schedules only that one: its multi-rank jobs as the greedy places them
+(`greedy.place_multi_rank`), then its local sequences by LPT in rounds
+(`lpt.lpt_rounds`), each rank's local sequences forming one local group in the
+wave after the rank's last group. It is the greedy's plan for that candidate up
+to the LPT's rounds (within one short sequence per rank), at a fraction of the
+cost on huge steps (100,000 ranks, 1.6M sequences: about 0.5 s instead of 3 s),
+so `plan_step` can always
 afford it, whatever its time limit: a plan under a tight limit is never worse
 than this, and never worse than static. Deterministic (ties by candidate order,
 rank and sequence index).
