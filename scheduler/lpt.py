@@ -21,7 +21,7 @@ sequence is left out until the others catch up), and its next jobs, longest
 first, go to them in the order of their free times (earliest first, ties to the
 lower index). Each machine ends at most one round's longest job (by then one of
 the shortest) above where exact LPT would put it, while the cost is one numpy
-sort of the machines per round instead of a heap operation per job (1.6M
+sort of the round's machines instead of a heap operation per job (1.6M
 sequences on 100,000 ranks: about 0.1 s). Deterministic.
 """
 from __future__ import annotations
@@ -100,10 +100,10 @@ def lpt_rounds(free: np.ndarray, durations: np.ndarray) -> np.ndarray:
     owner[:exact] = exact_lpt(free, durations[:exact])
     begin = exact
     while begin < len(durations):
-        order = np.argsort(free, kind="stable")
-        ready = int(np.searchsorted(free[order], free[order[0]] + durations[begin], side="right"))
-        batch = durations[begin:begin + ready]
-        chosen = order[:len(batch)]
+        ready = np.flatnonzero(free <= free.min() + durations[begin])  # ascending index
+        ready = ready[np.argsort(free[ready], kind="stable")]  # by (free time, index)
+        batch = durations[begin:begin + len(ready)]
+        chosen = ready[:len(batch)]
         owner[begin:begin + len(batch)] = chosen
         free[chosen] += batch
         begin += len(batch)

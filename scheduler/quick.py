@@ -105,7 +105,7 @@ def _add_local_groups(waves: list[list[PlanGroup]], sequences: np.ndarray, owner
     owner_of[sequences] = owner
     ascending = np.flatnonzero(owner_of >= 0)
     by_rank = stable_argsort(owner_of[ascending], ranks)  # by rank, then sequence
-    cuts = np.searchsorted(owner_of[ascending[by_rank]], np.arange(ranks + 1))
+    cuts = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=ranks))])  # rank r's: cuts[r]:cuts[r + 1]
     busy = np.flatnonzero(cuts[1:] > cuts[:-1])
     ids = ascending[by_rank].tolist()
     wave_of = last_wave[busy] + 1
