@@ -45,6 +45,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train"
@@ -56,6 +57,7 @@ def _run_config(args: argparse.Namespace, output_dir: str, overrides: list[str])
     return compose_run_config([
         f"parallel.nprocs={args.nprocs}", f"train.steps={args.steps}", "train.checkpoint_every=0",
         "train.progress=false", f"train.output_dir={output_dir}", "tracker=none", "train.resume=never",
+        "train.on_existing=overwrite",  # each repeat of a configuration reruns it in the same directory
         f"data.tokens_per_step={args.tokens_per_step}", f"data.max_doc_tokens={args.max_doc_tokens}",
         f"parallel.max_tokens_per_rank={args.max_tokens_per_rank}", f"model={args.model}", "optim.warmup_steps=1",
         *overrides,
@@ -63,10 +65,18 @@ def _run_config(args: argparse.Namespace, output_dir: str, overrides: list[str])
 
 
 def train_and_report(run) -> dict:
-    """On every rank: train, return the per-step metrics (identical on every rank)."""
+    """On every rank: train, return the per-step metrics (identical on every rank). A rank that fails
+    prints its traceback at once: its peers may wait in a collective until the pool's timeout."""
+    import torch.distributed as dist
+
     from longctx.runtime.trainer import train
 
-    result = train(run)
+    try:
+        result = train(run)
+    except Exception:
+        print(f"longctx bench train: rank {dist.get_rank()} failed:\n{traceback.format_exc()}", file=sys.stderr,
+              flush=True)
+        raise
     return {"metrics": result.metrics}
 
 
