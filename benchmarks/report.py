@@ -117,13 +117,15 @@ def _train(result: SuiteResult) -> None:
         raise RuntimeError(f"train_bench exited with {code}")
     data = json.loads(out.read_text())
     lines = [f"Cost profile: `{Path(str(data['cost_profile'])).name}`, measured on this machine in the same run. "
-             "Prediction error = |predicted_step_ms / step_time_ms - 1| over the measured steps.", "",
-             "| configuration | tokens/s | mean step s | median error % | worst error % | steps |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "Prediction error = |predicted_step_ms / step_time_ms - 1| over the measured steps; unscaled: "
+             "without the load scale (the previous step's measured CPU share, `scheduler/step_prediction.py`).", "",
+             "| configuration | tokens/s | mean step s | median error % | worst error % | unscaled median / worst % "
+             "| steps |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in data["results"].items():
-        e = r["prediction_error"]
+        e, u = r["prediction_error"], r["prediction_error_unscaled"]
         lines.append(f"| {name} | {r['tokens_per_s']:.0f} | {r['mean_step_time_s']:.2f} | {100 * e['median']:.1f} | "
-                     f"{100 * e['worst']:.1f} | {e['steps']} |")
+                     f"{100 * e['worst']:.1f} | {100 * u['median']:.1f} / {100 * u['worst']:.1f} | {e['steps']} |")
     lines += ["", ", ".join(f"{k} = {v:.3f}" for k, v in data["ratios_tokens_per_s"].items()),
               "", "![train](train/train_bench_quick.png)"]
     dynamic = data["results"]["dynamic"]["prediction_error"]
