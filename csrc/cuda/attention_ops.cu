@@ -121,47 +121,43 @@ cudaError_t rope_typed(const void* x, void* out, const int64_t* positions, const
   return cudaGetLastError();
 }
 
+// Calls `launch(T{})` with T the C++ type of `type` (float, __half or __nv_bfloat16): one dtype switch
+// for every launcher.
+template <typename Launch>
+cudaError_t with_element_type(ElementType type, Launch&& launch) {
+  switch (type) {
+    case ElementType::kFloat32: return launch(float{});
+    case ElementType::kFloat16: return launch(__half{});
+    case ElementType::kBFloat16: return launch(__nv_bfloat16{});
+  }
+  return cudaErrorInvalidValue;
+}
+
 }  // namespace
 
 cudaError_t launch_lse_merge(float* out, float* lse, const void* block_out, const float* block_lse, int64_t rows,
                              int64_t head_dim, ElementType block_type, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  switch (block_type) {
-    case ElementType::kFloat32: return lse_merge_typed<float>(out, lse, block_out, block_lse, rows, head_dim, stream);
-    case ElementType::kFloat16: return lse_merge_typed<__half>(out, lse, block_out, block_lse, rows, head_dim, stream);
-    case ElementType::kBFloat16:
-      return lse_merge_typed<__nv_bfloat16>(out, lse, block_out, block_lse, rows, head_dim, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(block_type, [&](auto element) {
+    return lse_merge_typed<decltype(element)>(out, lse, block_out, block_lse, rows, head_dim, stream);
+  });
 }
 
 cudaError_t launch_rope(const void* x, void* out, const int64_t* positions, const float* inv_freq, int64_t tokens,
                         int64_t heads, int64_t head_dim, float sign, ElementType type, cudaStream_t stream) {
   if (tokens == 0 || heads == 0) return cudaSuccess;
-  switch (type) {
-    case ElementType::kFloat32:
-      return rope_typed<float>(x, out, positions, inv_freq, tokens, heads, head_dim, sign, stream);
-    case ElementType::kFloat16:
-      return rope_typed<__half>(x, out, positions, inv_freq, tokens, heads, head_dim, sign, stream);
-    case ElementType::kBFloat16:
-      return rope_typed<__nv_bfloat16>(x, out, positions, inv_freq, tokens, heads, head_dim, sign, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(type, [&](auto element) {
+    return rope_typed<decltype(element)>(x, out, positions, inv_freq, tokens, heads, head_dim, sign, stream);
+  });
 }
 
 cudaError_t launch_rope_tables(const void* x, void* out, const float* cos_table, const float* sin_table,
                                int64_t tokens, int64_t heads, int64_t head_dim, float sign, ElementType type,
                                cudaStream_t stream) {
   if (tokens == 0 || heads == 0) return cudaSuccess;
-  switch (type) {
-    case ElementType::kFloat32:
-      return rope_tables_typed<float>(x, out, cos_table, sin_table, tokens, heads, head_dim, sign, stream);
-    case ElementType::kFloat16:
-      return rope_tables_typed<__half>(x, out, cos_table, sin_table, tokens, heads, head_dim, sign, stream);
-    case ElementType::kBFloat16:
-      return rope_tables_typed<__nv_bfloat16>(x, out, cos_table, sin_table, tokens, heads, head_dim, sign, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(type, [&](auto element) {
+    return rope_tables_typed<decltype(element)>(x, out, cos_table, sin_table, tokens, heads, head_dim, sign, stream);
+  });
 }
 
 }  // namespace longctx
