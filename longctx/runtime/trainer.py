@@ -86,9 +86,7 @@ class TrainState:
     schedule: torch.optim.lr_scheduler.LRScheduler
     #: the last step already done before this call (0, or the resumed checkpoint's step)
     first_step: int = 0
-    #: the planner's cost model's per-step time outside the waves, ms (for ``predicted_step_ms``)
-    step_overhead_ms: float = 0.0
-    #: the load scale of ``predicted_step_ms``, updated after every step
+    #: ``predicted_step_ms``: the planner's cost model (its step overhead) and the load scale, updated every step
     prediction: StepTimePredictor | None = None
     #: memory.* on the activations: checkpoints, tiles, offload and saved-tensor accounting
     activations: RankActivations | None = None
@@ -117,9 +115,8 @@ def setup(run: RunConfig) -> TrainState:
         load_hf_weights(model, run.model.hf_path)  # start from the Hugging Face checkpoint's weights
     precision = resolve_precision(run.train.precision, device)
     optimizer, schedule = make_optimizer(model, run.optim, run.train.steps, run.memory, precision)
-    cluster, cost_model = planning_setup(run.parallel, run.model, world)
     return TrainState(run, rank, world, device, precision, output_dir, sampler, model, optimizer, schedule,
-                      step_overhead_ms=cost_model.step_overhead_ms, prediction=StepTimePredictor(cluster, cost_model),
+                      prediction=StepTimePredictor(*planning_setup(run.parallel, run.model, world)),
                       activations=RankActivations(run.memory, model.parameters(), device,
                                                   parameter_offload(model, run.memory, optimizer)))
 
@@ -178,7 +175,8 @@ def record_metrics(state: TrainState, current: StepInput, mine: RankStepResult, 
     run = state.run
     rows = gather_rank_results(mine, state.device)
     metrics = step_metrics(rows, current.plan, run.model, step_time_s, grad_norm, lr,
-                           run.parallel.peak_tflops_per_rank, state.step_overhead_ms, state.prediction.load_scale)
+                           run.parallel.peak_tflops_per_rank, state.prediction.cost_model.step_overhead_ms,
+                           state.prediction.load_scale)
     metrics["expected_core_share"] = state.prediction.observe(current.plan, metrics["core_share"])
     metrics.update(memory_metrics(state.activations.accounting, state.device, model_state_bytes(
         state.model, state.optimizer.torch_optimizer, run.memory.optimizer_offload)))
