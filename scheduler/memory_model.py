@@ -44,19 +44,25 @@ What the runtime keeps (`longctx.runtime`, `longctx.model`), and so what is coun
 * offload: ``checkpoints`` moves the blocks' saved tensors to host memory,
   ``all`` every saved tensor; the device keeps ``offload_layers_in_flight``
   layers' worth (copy-out / prefetch in flight).
-* working set of the backward of one layer: with checkpointing the layer's
-  ``none`` set is recomputed (one layer), plus the activation gradients in
-  flight (three fp32 ``[n, D]``), attention's dq/dk/dv, one MLP tile (gate,
-  up, product and their gradients: 6 * tile * F matmul bytes) and one loss
-  tile (bf16/fp32 logits, log-softmax and its gradient: tile * V * (a + 12)).
+* working set of the backward of one block (`block_working_set`): with
+  checkpointing full/selective the layer's ``none`` set is recomputed, plus
+  the activation gradients in flight (three fp32 ``[n, D]``) and dq/dk/dv;
+  tiled: whole-shard q/k/v, attention output and their gradients plus one
+  token tile's intermediates; one MLP tile (gate, up, product and their
+  gradients: 6 * tile * F matmul bytes), the attention kernel's workspace and
+  the RoPE tables. Of the head (`head_working_set`): one loss tile (bf16/fp32
+  logits, log-softmax and its gradient: tile * V * (a + 12)) and the last
+  block output's gradient.
 * communication: the larger of ring's double-buffered K/V blocks and Ulysses'
   q/k/v/out all-to-all buffers per token; at the step's end the gradient
   reduction's buffers (replicated: one flat fp32 copy of all gradients;
   sharded: two padded fp32 buckets) and, for an AdamW stepped on the device,
   one fp32 temporary of the stepped elements.
 
-The peak is the larger of the backward phase (states + resident saved
-activations + working set + communication) and the synchronisation phase
+The peak is the largest of three phases: the head's backward (states + every
+resident saved activation + the head's working set), a block's backward
+(states + the blocks' resident saved activations, the head's being freed by
+then + a block's working set + communication) and the synchronisation
 (states + reduction buffers + optimizer temporaries).
 """
 from __future__ import annotations
@@ -240,14 +246,15 @@ class MemoryModel:
 
     def saved_per_token(self) -> dict[str, float]:
         """Saved bytes per token: "block" (each of the L blocks), "rope" (checkpointing none only: the
-        first block's when resident, every block's when offloaded), "embedding", "head" (final norm,
-        head input; tiled: + targets), "loss" (untiled only: the fp32 log-softmax and the targets)."""
+        first block's when resident, every block's when offloaded), "embedding", "head" (untiled: the final
+        norm's and the head's inputs; tiled: the last block's output and the targets), "loss" (untiled only:
+        the fp32 log-softmax and the targets)."""
         s, a = self.shape, self.matmul_bytes
-        head_norm = 2 * FP32 * s.dim + FP32
         block = self._block_saved()
         if self.settings.offload != "none" and self.settings.checkpointing == "none":
             block += a * s.dim  # the attention output is saved as [n, H, hd] and as the o input's view: 2 copies
         if self.settings.loss_tile_tokens is None:
+            head_norm = 2 * FP32 * s.dim + FP32  # fp32 input (or its copy), normalised value, 1/rms
             head = head_norm + (self.residual_bytes if a == self.residual_bytes else a) * s.dim
             loss = FP32 * s.vocab_size + INT64  # the cross-entropy's fp32 log-softmax and the targets
         else:  # the tiled head+loss keeps the last block's output and the targets (the final norm is tiled too)
