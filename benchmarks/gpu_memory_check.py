@@ -37,12 +37,11 @@ import torch
 
 from longctx.attention.backends import get_backend
 from longctx.model import Decoder, ModelConfig
-from longctx.model.activation_memory import ActivationMemory
 from longctx.model.decoder import run_block
 from longctx.model.rope import rope_tables
+from longctx.runtime.activations import RankActivations
 from longctx.runtime.config import MemoryConfig
 from longctx.runtime.memory_peak import PeakAllocated
-from longctx.runtime.offload import SavedTensorHooks
 from longctx.runtime.precision import compute_autocast
 from longctx.scheduler.memory_model import MemoryModel
 
@@ -79,21 +78,18 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30) -> float:
 def run_case(block, config: ModelConfig, memory: MemoryConfig, tokens: int, layers: int, device: torch.device,
              precision: str) -> dict:
     """Forward + backward of `layers` applications of `block` on `tokens` tokens; measured numbers."""
-    hooks = SavedTensorHooks(memory.offload, memory.checkpointing, device, block.parameters(),
-                             memory.offload_layers_in_flight)
-    activation_memory = ActivationMemory(memory.checkpointing, memory.mlp_tile_tokens, memory.loss_tile_tokens,
-                                         hooks.scope)
+    activations = RankActivations(memory, block.parameters(), device)
     cos, sin = rope_tables(torch.arange(tokens, device=device), config.head_dim, config.rope_theta)
     x = torch.randn(tokens, config.dim, device=device, requires_grad=True)
     started = time.perf_counter()
-    with PeakAllocated(device) as peak, hooks.micro_batch():
+    with PeakAllocated(device) as peak, activations.micro_batch() as activation_memory:
         h, plan = x, None
         for index in range(layers):
-            with hooks.scope(index), compute_autocast(precision, device):
+            with activation_memory.scope(index), compute_autocast(precision, device):
                 h, plan = run_block(block, h, cos, sin, [0, tokens], _LOCAL, plan, activation_memory)
         h.float().square().mean().backward()
     seconds = time.perf_counter() - started
-    accounting = hooks.accounting
+    accounting = activations.accounting
     block.zero_grad(set_to_none=True)
     return {"seconds": seconds, "peak_bytes": peak.bytes,
             "saved_resident_bytes": accounting.peak_resident_bytes, "offloaded_bytes": accounting.offloaded_bytes,
